@@ -1,0 +1,1 @@
+"""The clause checks, one module per contract area (test_<area>.py)."""

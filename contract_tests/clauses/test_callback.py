@@ -1,0 +1,107 @@
+"""CALLBACK: the worker as a client of Snakepit's BridgeServer (facts §4)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.client import CORRELATION_HEADER, WorkerClient
+from contract_tests.codec import is_json
+from contract_tests.errors import expect
+from contract_tests.host import HostEmulator
+from contract_tests.plugin import Launch
+from contract_tests.profiles import Profile
+from contract_tests.proto import snakepit_bridge_pb2 as pb
+
+V013 = ["snakepit-0.13"]
+# Snakepit >= 0.6.8 ToolRegistry rule (facts §4.2).
+VALID_TOOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@clause("CALLBACK-001", SHOULD, "A worker started before the Elixir side SHOULD wait for it, not exit.",
+        facts="§2.6")
+@requires_tools("contract.call_elixir")
+def test_waits_for_late_elixir_side(launch: Launch, profile: Profile) -> None:
+    late = HostEmulator(profile)
+    port = _free_port()
+    address = f"{profile.elixir_host}:{port}"
+    worker = launch(start=False, elixir_address=address)
+    try:
+        time.sleep(1.5)
+        late.start(port=port)
+        worker.wait_ready()
+        worker.connect()
+        expect(worker.is_alive(), "worker whose Elixir side came up 1.5 s late", "alive", worker.poll())
+        assert worker.client is not None
+        reply = worker.client.execute("contract.call_elixir", {"tool": "elixir_add", "parameters": {"a": 1, "b": 2}})
+        expect(reply.ok and reply.value == 3, "contract.call_elixir once the Elixir side is up", "3",
+               reply.error.raw if reply.error else reply.value)
+    finally:
+        worker.stop()
+        late.stop()
+
+
+@clause("CALLBACK-002", MUST,
+        "Tools the worker registers MUST have names Snakepit accepts (1-64 ASCII letters, digits, _.-).",
+        facts="§4.2")
+@requires_tools("contract.register_tools")
+def test_registered_tool_names_valid(client: WorkerClient, host: HostEmulator) -> None:
+    host.clear_calls()
+    reply = client.execute("contract.register_tools", {"session_id": "register-check"})
+    expect(reply.ok, "contract.register_tools", "success", reply.error.raw if reply.error else reply.value)
+    calls = host.calls("RegisterTools")
+    expect(calls, "RegisterTools calls seen by the Elixir side", "at least one", "none")
+    for call in calls:
+        for tool in call.request_as(pb.RegisterToolsRequest).tools:
+            name = tool.name.strip()
+            expect(0 < len(name.encode()) <= 64 and VALID_TOOL_NAME.match(name), "registered tool name",
+                   "1-64 bytes of [A-Za-z0-9_.-], starting alphanumeric", repr(tool.name))
+    expect(isinstance(reply.value, dict) and reply.value.get("success") is True, "Elixir's RegisterTools reply",
+           "success=true", reply.value)
+
+
+@clause("CALLBACK-003", MUST, "ExecuteElixirTool parameters MUST be JSON text in Any.value, and the result returned.",
+        facts="§4.2, §9.12")
+@requires_tools("contract.call_elixir")
+def test_call_elixir_round_trip(client: WorkerClient, host: HostEmulator) -> None:
+    params = {"text": "hé", "n": 7, "flag": True, "nothing": None, "nested": {"k": [1, 2]}}
+    host.clear_calls()
+    reply = client.execute("contract.call_elixir", {"tool": "elixir_echo", "parameters": params})
+    calls = host.calls("ExecuteElixirTool")
+    expect(calls, "ExecuteElixirTool calls seen by the Elixir side", "one", "none")
+    for key, value in calls[-1].request_as(pb.ExecuteElixirToolRequest).parameters.items():
+        expect(is_json(value.value), f"Any.value of Elixir tool parameter {key!r}", "JSON text", value.value[:60])
+    expect(reply.ok and reply.value == params, "contract.call_elixir result", repr(params),
+           reply.error.raw if reply.error else reply.value)
+
+
+@clause("CALLBACK-004", SHOULD, "The worker SHOULD propagate the correlation id on its calls into Elixir.",
+        profiles=V013, facts="§3.9")
+@requires_tools("contract.call_elixir")
+def test_propagates_correlation_id(client: WorkerClient, host: HostEmulator) -> None:
+    host.clear_calls()
+    client.execute("contract.call_elixir", {"tool": "elixir_echo", "parameters": {}}, correlation_id="corr-cb-4")
+    calls = host.calls("ExecuteElixirTool")
+    expect(calls, "ExecuteElixirTool calls", "one", "none")
+    request = calls[-1].request_as(pb.ExecuteElixirToolRequest)
+    seen = calls[-1].metadata.get(CORRELATION_HEADER) or request.metadata.get("correlation_id")
+    expect(seen == "corr-cb-4", "correlation id on the call into Elixir", "corr-cb-4", seen)
+
+
+@clause("CALLBACK-005", MUST, "An Elixir tool failure MUST come back as success=false, and the worker keep serving.",
+        facts="§4.2")
+@requires_tools("contract.call_elixir")
+def test_elixir_failure_is_application_error(client: WorkerClient) -> None:
+    reply = client.execute("contract.call_elixir", {"tool": "elixir_fail", "parameters": {"message": "nope"}})
+    expect(not reply.ok and reply.error is not None and reply.error.raw, "failing Elixir tool", "success=false",
+           reply.value)
+    client.ping("after-elixir-failure")

@@ -1,0 +1,238 @@
+"""PROC: launching, readiness, identity and shutdown of the worker process (facts §2)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+
+from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.client import CHANNEL_OPTIONS
+from contract_tests.errors import ContractViolation, WorkerStartError, expect
+from contract_tests.host import HostEmulator
+from contract_tests.launcher import WorkerProcess
+from contract_tests.plugin import Launch, Settings
+from contract_tests.profiles import Profile
+from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+
+V06, V013 = ["snakepit-0.6"], ["snakepit-0.13"]
+# Exit statuses Snakepit accepts after its own SIGTERM: 0, or death by SIGTERM (143 from a shell).
+GRACEFUL_STATUSES = {0, -signal.SIGTERM, 128 + signal.SIGTERM}
+
+
+def _started(launch: Launch, **overrides: object) -> WorkerProcess:
+    """Launch, turning a start failure into a violation of the clause under test."""
+    try:
+        return launch(**overrides)
+    except WorkerStartError as err:
+        raise ContractViolation("the worker did not start as Snakepit launches it", "ready", str(err)) from err
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(fields[9])
+    return inodes
+
+
+def _socket_owners(inodes: set[str]) -> set[int]:
+    owners = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+        except OSError:
+            continue
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            owners.add(int(proc.name))
+    return owners
+
+
+@clause("PROC-001", MUST, "The worker MUST start from Snakepit's command line and environment and become ready.",
+        facts="§2.1")
+def test_starts_from_snakepit_command_line(launch: Launch) -> None:
+    worker = _started(launch)
+    expect(worker.is_alive(), "the worker exited right after readiness", "alive", worker.poll())
+
+
+@clause("PROC-002", MUST, "The worker MUST ignore command-line flags it does not know.", facts="§2.1")
+def test_ignores_unknown_flags(launch: Launch) -> None:
+    _started(launch, extra_args=["--snakepit-future-flag", "value", "--another-new-switch"])
+
+
+@clause("PROC-003", MUST, "Given --port 0, the worker MUST bind an OS-assigned port and report that port.",
+        facts="§2.2")
+def test_reports_the_port_it_bound(worker: WorkerProcess) -> None:
+    expect(worker.port and 0 < worker.port < 65536, "reported port", "1..65535", worker.port)
+    expect("--port" in worker.argv and "0" in worker.argv, "launch flags", "--port 0 passed", worker.argv)
+
+
+@clause("PROC-004", MUST, "The worker MUST write its decimal port to SNAKEPIT_READY_FILE once it listens.",
+        profiles=V013, facts="§2.3")
+def test_writes_port_to_ready_file(launch: Launch) -> None:
+    _started(launch)
+
+
+@clause("PROC-005", MUST, "The worker MUST print one line GRPC_READY:<port> on stdout or stderr once it listens.",
+        profiles=V06, facts="§2.3")
+def test_prints_grpc_ready_line(launch: Launch) -> None:
+    _started(launch)
+
+
+@clause("PROC-006", MUST, "The worker MUST signal readiness only once its gRPC server accepts calls.",
+        facts="§2.3")
+def test_ready_only_once_listening(launch: Launch) -> None:
+    worker = launch(start=False)
+    try:
+        port = worker.wait_ready()
+    except WorkerStartError as err:
+        raise ContractViolation("no readiness signal", "a readiness signal", str(err)) from err
+    # One attempt, no wait_for_ready: the server must already accept calls.
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+        try:
+            pb_grpc.BridgeServiceStub(channel).Ping(pb.PingRequest(message="connection_test"), timeout=2)
+        except grpc.RpcError as err:
+            raise ContractViolation(
+                "Ping sent the moment readiness was signalled failed",
+                "OK", f"{err.code().name}: {err.details()}") from err
+
+
+@clause("PROC-007", MUST, "The worker MUST become ready within Snakepit's 30 s readiness deadline.",
+        facts="§2.3, §2.5")
+def test_ready_within_deadline(launch: Launch, contract_settings: Settings, profile: Profile) -> None:
+    worker = _started(launch)
+    limit = profile.readiness_timeout_s * contract_settings.timeout_scale
+    expect(worker.ready_after_s is not None and worker.ready_after_s <= limit,
+           "spawn-to-ready time", f"<= {limit:.0f} s", f"{worker.ready_after_s} s")
+
+
+@clause("PROC-008", MUST, "The spawned process MUST be the worker: it stays alive and owns the listening socket.",
+        facts="§2.1")
+def test_spawned_pid_is_the_worker(worker: WorkerProcess) -> None:
+    assert worker.port is not None
+    owners = _socket_owners(_listening_inodes(worker.port))
+    group = {p for p in owners if _pgid(p) == worker.pid} if worker.process_group else set()
+    expect(worker.is_alive(), "the spawned process exited (fork-and-exit?)", "alive", worker.poll())
+    expect(worker.pid in owners or group, f"owner of listening port {worker.port}",
+           f"pid {worker.pid}" + (" or its process group" if worker.process_group else ""), sorted(owners))
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+@clause("PROC-009", SHOULD, "With SNAKEPIT_PROCESS_GROUP=1 the worker SHOULD lead its own process group by readiness.",
+        profiles=V013, facts="§2.7")
+def test_leads_process_group_when_asked(worker: WorkerProcess) -> None:
+    expect(worker.process_group, "process group at readiness (+250 ms)", f"pgid == pid {worker.pid}",
+           f"pgid {worker.pgid()}")
+
+
+def _expect_graceful(worker: WorkerProcess, profile: Profile) -> None:
+    result = worker.stop()
+    expect(not result.killed, "SIGTERM handling",
+           f"exit within the {profile.shutdown_grace_s:.0f} s grace period",
+           f"still running after {result.elapsed_s:.1f} s; SIGKILLed")
+    expect(result.exit_status in GRACEFUL_STATUSES, "exit status after SIGTERM", "0 or 143",
+           result.exit_status)
+
+
+@clause("PROC-010", MUST, "On SIGTERM the worker MUST exit within the grace period with status 0 or 143.",
+        facts="§2.7")
+def test_sigterm_exits_within_grace(launch: Launch, profile: Profile) -> None:
+    _expect_graceful(_started(launch), profile)
+
+
+@clause("PROC-011", MUST, "On SIGTERM during a running call the worker MUST still exit within the grace period.",
+        facts="§2.7")
+@requires_tools("contract.sleep")
+def test_sigterm_during_call_exits_within_grace(launch: Launch, profile: Profile) -> None:
+    worker = _started(launch)
+    assert worker.client is not None
+    call = worker.client.execute_future("contract.sleep", {"seconds": 30})
+    time.sleep(0.3)
+    _expect_graceful(worker, profile)
+    call.cancel()
+
+
+@clause("PROC-012", MUST, "The worker MUST NOT exit on its own while healthy.", facts="§2.8")
+def test_does_not_exit_while_healthy(launch: Launch, profile: Profile) -> None:
+    worker = _started(launch)
+    # Long enough for a heartbeat at 0.13 (every 2 s) and for an early self-exit to show.
+    status = worker.wait_exit(profile.heartbeat_interval_s + 1.5)
+    expect(status is None, "the worker exited while Snakepit still wanted it", "still running",
+           f"exit status {status}")
+
+
+@clause("PROC-013", SHOULD, "The worker SHOULD exit by itself within 30 s once the Elixir side stops answering.",
+        facts="§2.9, §6.B")
+def test_exits_when_elixir_side_disappears(
+    launch: Launch, profile: Profile, contract_settings: Settings
+) -> None:
+    with HostEmulator(profile) as own_host:
+        worker = _started(launch, on_host=own_host,
+                          heartbeat_config={"interval_ms": 500, "timeout_ms": 1000})
+        time.sleep(1.0)
+    # own_host is gone: nothing answers on the Elixir address any more.
+    bound = 30.0 * contract_settings.timeout_scale
+    status = worker.wait_exit(bound)
+    expect(status is not None, "worker after the Elixir side disappeared", f"exits within {bound:.0f} s",
+           "still running")
+
+
+@clause("PROC-014", SHOULD, "The worker SHOULD exit by itself within 10 s when its stdin pipe reaches EOF.",
+        facts="§2.9")
+def test_exits_on_stdin_eof(launch: Launch, contract_settings: Settings) -> None:
+    worker = _started(launch)
+    worker.close_stdin()
+    bound = 10.0 * contract_settings.timeout_scale
+    status = worker.wait_exit(bound)
+    expect(status is not None, "worker after stdin EOF (the BEAM's port closed)", f"exits within {bound:.0f} s",
+           "still running")
+
+
+@clause("PROC-015", MUST, "The worker MUST accept gRPC connections on the IPv4 loopback 127.0.0.1.",
+        facts="§2.2")
+def test_reachable_on_ipv4_loopback(worker: WorkerProcess) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{worker.port}") as channel:
+        try:
+            pb_grpc.BridgeServiceStub(channel).Ping(pb.PingRequest(message="ipv4"), timeout=5)
+        except grpc.RpcError as err:
+            raise ContractViolation("Ping over 127.0.0.1", "OK", f"{err.code().name}: {err.details()}") from err
+
+
+@clause("PROC-016", MUST, "The worker MUST keep --snakepit-run-id and the instance flags in its command line.",
+        facts="§2.9")
+def test_keeps_run_id_in_command_line(worker: WorkerProcess, profile: Profile) -> None:
+    cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    pairs = [("--snakepit-run-id", worker.spec.run_id)]
+    if profile.sends_instance_flags:
+        pairs.append(("--snakepit-instance-name", worker.spec.instance_name))
+    for flag, value in pairs:
+        found = any(cmdline[i] == flag and cmdline[i + 1] == value for i in range(len(cmdline) - 1))
+        expect(found, f"{flag} in /proc/{worker.pid}/cmdline", f"{flag} {value}", " ".join(cmdline))
+
+
+@clause("PROC-017", SHOULD, "The worker SHOULD keep its output low: under 64 KiB from start through 20 calls.",
+        facts="§2.10")
+def test_output_stays_low(launch: Launch) -> None:
+    worker = _started(launch)
+    assert worker.client is not None and worker.output is not None
+    for n in range(20):
+        worker.client.ping(f"quiet-{n}")
+    worker.client.execute("contract.tool-that-does-not-exist", {})
+    time.sleep(0.2)
+    expect(worker.output.total_bytes < 64 * 1024, "bytes written to stdout+stderr", "< 65536",
+           worker.output.total_bytes)
+

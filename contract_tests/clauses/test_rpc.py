@@ -1,0 +1,151 @@
+"""RPC: the BridgeService calls Snakepit makes besides tool calls (facts §3.2-3.3, §6)."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from contract_tests.clause import MAY, MUST, SHOULD, clause, requires_tools
+from contract_tests.client import WorkerClient
+from contract_tests.errors import ContractViolation, expect
+from contract_tests.launcher import WorkerProcess
+from contract_tests.plugin import Settings
+from contract_tests.proto import snakepit_bridge_pb2 as pb
+
+V013 = ["snakepit-0.13"]
+# Calls only the Elixir side serves; a worker may refuse them but must answer.
+ELIXIR_SIDE_CALLS = {
+    "RegisterTools": pb.RegisterToolsRequest(session_id="s", worker_id="w"),
+    "GetExposedElixirTools": pb.GetExposedElixirToolsRequest(session_id="s"),
+    "ExecuteElixirTool": pb.ExecuteElixirToolRequest(session_id="s", tool_name="t"),
+}
+
+
+def _call(client: WorkerClient, method: str, request: object, timeout: float) -> grpc.StatusCode:
+    try:
+        client._unary(method, request, timeout)
+    except grpc.RpcError as err:
+        return err.code()
+    return grpc.StatusCode.OK
+
+
+@clause("RPC-001", MUST, "Ping MUST answer OK within Snakepit's 5 s health-check deadline.", facts="§3.3")
+def test_ping_answers(client: WorkerClient) -> None:
+    started = time.monotonic()
+    try:
+        client.ping("health_check_contract", timeout=5)
+    except grpc.RpcError as err:
+        raise ContractViolation("Ping", "OK within 5 s", f"{err.code().name}: {err.details()}") from err
+    expect(time.monotonic() - started < 5, "Ping latency", "< 5 s", time.monotonic() - started)
+
+
+@clause("RPC-002", MUST, "Heartbeat for the worker's session MUST answer OK with session_valid=true within 10 s.",
+        profiles=V013, facts="§6.A")
+def test_heartbeat_session_valid(client: WorkerClient) -> None:
+    try:
+        reply = client.heartbeat(timeout=10)
+    except grpc.RpcError as err:
+        raise ContractViolation("Heartbeat", "OK, session_valid=true", f"{err.code().name}") from err
+    expect(reply.session_valid, "HeartbeatResponse.session_valid", "true", reply.session_valid)
+
+
+@clause("RPC-003", MUST, "Heartbeat MUST keep answering session_valid=true every 2 s while a tool call runs.",
+        profiles=V013, facts="§3.1, §6.A")
+@requires_tools("contract.sleep")
+def test_heartbeat_while_tool_runs(client: WorkerClient) -> None:
+    call = client.execute_future("contract.sleep", {"seconds": 4.5})
+    try:
+        for _ in range(3):
+            time.sleep(1.0)
+            sent = time.monotonic()
+            reply = client.heartbeat(timeout=10)
+            elapsed = time.monotonic() - sent
+            expect(reply.session_valid, "Heartbeat during contract.sleep", "session_valid=true", reply)
+            # The next beat is due 2 s later; a slower answer delays Snakepit's whole schedule.
+            expect(elapsed < 2.0, "Heartbeat latency during a tool call", "< 2 s", f"{elapsed:.2f} s")
+    except grpc.RpcError as err:
+        raise ContractViolation("Heartbeat during a tool call", "OK", f"{err.code().name}") from err
+    finally:
+        call.cancel()
+
+
+@clause("RPC-004", MUST, "InitializeSession MUST be answered (any status) without harming the worker.",
+        profiles=V013, facts="§3.2")
+def test_initialize_session_tolerated(client: WorkerClient) -> None:
+    status = _call(client, "InitializeSession", pb.InitializeSessionRequest(session_id=client.session_id), 30)
+    expect(status is not grpc.StatusCode.DEADLINE_EXCEEDED, "InitializeSession", "an answer", status.name)
+    client.ping("after-initialize-session")
+
+
+@clause("RPC-005", SHOULD, "InitializeSession SHOULD answer OK with success=true.", profiles=V013, facts="§3.3")
+def test_initialize_session_succeeds(client: WorkerClient) -> None:
+    try:
+        reply = client.initialize_session(timeout=30)
+    except grpc.RpcError as err:
+        raise ContractViolation("InitializeSession", "OK", f"{err.code().name}: {err.details()}") from err
+    expect(reply.success, "InitializeSessionResponse.success", "true", reply)
+
+
+@clause("RPC-006", MUST, "Calls the worker does not serve MUST get a prompt gRPC status, never a hang or crash.",
+        facts="§3.2")
+def test_unserved_calls_answer_promptly(client: WorkerClient) -> None:
+    for method, request in ELIXIR_SIDE_CALLS.items():
+        status = _call(client, method, request, 5)
+        expect(status is not grpc.StatusCode.DEADLINE_EXCEEDED, f"{method} on the worker", "a status", "timeout")
+    client.ping("after-unserved-calls")
+
+
+@clause("RPC-007", SHOULD, "Calls only the Elixir side serves SHOULD answer UNIMPLEMENTED.", facts="§3.2")
+def test_unserved_calls_unimplemented(client: WorkerClient) -> None:
+    for method, request in ELIXIR_SIDE_CALLS.items():
+        status = _call(client, method, request, 5)
+        expect(status is grpc.StatusCode.UNIMPLEMENTED, f"{method} on the worker", "UNIMPLEMENTED", status.name)
+
+
+@clause("RPC-008", MUST, "The worker MUST serve ExecuteTool while a Heartbeat and a StreamTelemetry stream are open.",
+        profiles=V013, facts="§3.1")
+@requires_tools("contract.echo")
+def test_execute_alongside_heartbeat_and_telemetry(client: WorkerClient) -> None:
+    telemetry = client.open_telemetry()
+    try:
+        beat = client.stub.Heartbeat.future(pb.HeartbeatRequest(session_id=client.session_id), timeout=10)
+        reply = client.execute("contract.echo", {"overlap": True}, timeout=10)
+        expect(reply.ok and reply.value == {"overlap": True}, "ExecuteTool beside Heartbeat and telemetry",
+               "{'overlap': True}", reply.error or reply.value)
+        expect(beat.result().session_valid, "overlapping Heartbeat", "session_valid=true", beat.result())
+    finally:
+        telemetry.close()
+
+
+@clause("RPC-009", MAY,
+        "StreamTelemetry MAY be UNIMPLEMENTED; if served, headers come within 5 s and toggles are taken.",
+        profiles=V013, facts="§3.3")
+def test_telemetry_stream_served_or_unimplemented(client: WorkerClient) -> None:
+    telemetry = client.open_telemetry()
+    try:
+        got_headers = telemetry.wait_initial_metadata(5)
+        if telemetry.code is grpc.StatusCode.UNIMPLEMENTED:
+            return
+        expect(got_headers, "StreamTelemetry initial metadata", "within 5 s (Snakepit's open timeout)",
+               telemetry.code or "nothing")
+        telemetry.send(pb.TelemetryControl(toggle=pb.TelemetryToggle(enabled=False)))
+        time.sleep(0.2)
+        expect(telemetry.code in (None, grpc.StatusCode.OK), "StreamTelemetry after a toggle", "still open",
+               telemetry.code)
+    finally:
+        telemetry.close()
+
+
+@clause("RPC-010", MUST, "The worker MUST survive a caller that cancels a running call, and keep serving.",
+        facts="§3.7")
+@requires_tools("contract.sleep")
+def test_survives_cancelled_call(worker: WorkerProcess, contract_settings: Settings) -> None:
+    assert worker.client is not None
+    call = worker.client.execute_future("contract.sleep", {"seconds": 10})
+    time.sleep(0.3)
+    call.cancel()
+    time.sleep(0.2)
+    expect(worker.is_alive(), "worker after a cancelled call", "alive", worker.poll())
+    worker.client.ping("after-cancel")
+

@@ -1,0 +1,140 @@
+"""STREAM: ExecuteStreamingTool chunks, endings, failures and cancellation (facts §3.6-3.7)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import grpc
+
+from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.client import StreamResult, WorkerClient
+from contract_tests.codec import is_json, parse_error
+from contract_tests.errors import expect
+from contract_tests.plugin import Settings
+
+V06, V013 = ["snakepit-0.6"], ["snakepit-0.13"]
+STREAM = "contract.stream"
+
+
+def _stream(client: WorkerClient, count: int = 5, **params: Any) -> StreamResult:
+    return client.stream(STREAM, {"count": count, **params}, timeout=30)
+
+
+def _ended_ok(result: StreamResult) -> None:
+    expect(result.code is grpc.StatusCode.OK, "stream status", "OK", f"{result.code.name}: {result.details}")
+
+
+@clause("STREAM-001", MUST, "A stream MUST end with status OK after its last chunk.", facts="§3.7")
+@requires_tools(STREAM)
+def test_stream_ends_ok(client: WorkerClient) -> None:
+    _ended_ok(_stream(client))
+
+
+@clause("STREAM-002", MUST, "Chunk ids MUST be unique within a stream (only a final chunk may leave it empty).",
+        facts="§3.7")
+@requires_tools(STREAM)
+def test_chunk_ids_unique(client: WorkerClient) -> None:
+    result = _stream(client, count=20)
+    ids = [c.chunk_id for c in result.chunks if c.chunk_id or not c.is_final]
+    expect(len(ids) == len(set(ids)) and all(ids), "chunk ids", "unique, non-empty", ids)
+
+
+@clause("STREAM-003", MUST, "At 0.6 the data of every non-final chunk MUST be JSON (Snakepit decodes it strictly).",
+        profiles=V06, facts="§3.7, §9.4")
+@requires_tools(STREAM)
+def test_chunk_data_is_json(client: WorkerClient) -> None:
+    for chunk in _stream(client).payload_chunks:
+        expect(is_json(chunk.data), f"data of chunk {chunk.chunk_id!r}", "JSON", chunk.data[:80])
+
+
+@clause("STREAM-004", SHOULD, "Chunk data SHOULD be a JSON object (Snakepit merges it into the chunk map).",
+        profiles=V013, facts="§3.7")
+@requires_tools(STREAM)
+def test_chunk_data_is_json_object(client: WorkerClient) -> None:
+    for chunk in _stream(client).payload_chunks:
+        try:
+            data = json.loads(chunk.data)
+        except ValueError:
+            data = None
+        expect(isinstance(data, dict), f"data of chunk {chunk.chunk_id!r}", "a JSON object", chunk.data[:80])
+
+
+@clause("STREAM-005", MUST, "At most one chunk MAY be final, and it MUST be the last chunk.", facts="§3.7")
+@requires_tools(STREAM)
+def test_final_chunk_is_last(client: WorkerClient) -> None:
+    result = _stream(client)
+    finals = [i for i, c in enumerate(result.chunks) if c.is_final]
+    expect(len(finals) <= 1 and all(i == len(result.chunks) - 1 for i in finals), "positions of is_final chunks",
+           "at most one, the last", f"{finals} of {len(result.chunks)}")
+
+
+@clause("STREAM-006", SHOULD, "A stream SHOULD mark exactly one chunk is_final=true.", facts="§3.7")
+@requires_tools(STREAM)
+def test_exactly_one_final_chunk(client: WorkerClient) -> None:
+    result = _stream(client)
+    expect(len(result.final_chunks) == 1, "is_final chunks", "exactly 1", len(result.final_chunks))
+
+
+@clause("STREAM-007", MUST, "At 0.6 the final chunk MUST carry no data (Snakepit 0.6 drops it).",
+        profiles=V06, facts="§3.7, §9.4")
+@requires_tools(STREAM)
+def test_final_chunk_empty(client: WorkerClient) -> None:
+    for chunk in _stream(client).final_chunks:
+        expect(chunk.data == b"", "data of the final chunk", "empty", chunk.data[:80])
+
+
+@clause("STREAM-008", MUST, "Every item the tool produces MUST arrive, in order, as one chunk.", facts="§3.7")
+@requires_tools(STREAM)
+def test_all_items_in_order(client: WorkerClient) -> None:
+    result = _stream(client, count=12)
+    _ended_ok(result)
+    indexes = [json.loads(c.data).get("index") for c in result.payload_chunks if is_json(c.data)]
+    expect(indexes == list(range(12)), "indexes of payload chunks", str(list(range(12))), indexes)
+
+
+@clause("STREAM-009", MUST, "A failure mid-stream MUST end the stream with a non-OK status after the chunks so far.",
+        facts="§3.6, §9.4")
+@requires_tools(STREAM)
+def test_mid_stream_failure_non_ok(client: WorkerClient) -> None:
+    result = _stream(client, count=10, fail_after=3, type="RuntimeError", message="stream broke")
+    expect(result.code is not grpc.StatusCode.OK, "status after a mid-stream failure", "non-OK", "OK")
+    expect(len(result.payload_chunks) == 3, "chunks before the failure", "3", len(result.payload_chunks))
+
+
+@clause("STREAM-010", SHOULD, "At 0.13 a mid-stream failure SHOULD be INTERNAL with the JSON error as message.",
+        profiles=V013, facts="§3.6")
+@requires_tools(STREAM)
+def test_mid_stream_failure_internal_json(client: WorkerClient) -> None:
+    result = _stream(client, count=10, fail_after=2, type="RuntimeError", message="stream broke")
+    expect(result.code is grpc.StatusCode.INTERNAL, "status", "INTERNAL", result.code.name)
+    error = parse_error(result.details, json_errors=True)
+    expect((error.type, error.message) == ("RuntimeError", "stream broke"), "status message",
+           '{"type": "RuntimeError", "message": "stream broke", ...}', result.details)
+
+
+@clause("STREAM-011", MUST, "When the caller cancels a stream the worker MUST stop producing chunks.", facts="§3.7")
+@requires_tools(STREAM, "contract.whoami")
+def test_cancel_stops_production(client: WorkerClient, contract_settings: Settings) -> None:
+    call = client.stream_call(STREAM, {"count": 100_000, "interval_ms": 20}, timeout=60)
+    for n, _ in enumerate(call):
+        if n == 2:
+            break
+    call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves Call.cancel untyped
+    time.sleep(0.3 * contract_settings.timeout_scale)
+    before = client.execute("contract.whoami").value["stream_chunks_produced"]
+    time.sleep(0.5 * contract_settings.timeout_scale)
+    after = client.execute("contract.whoami").value["stream_chunks_produced"]
+    expect(after == before, "chunks produced after cancellation", "no more", f"{before} -> {after}")
+
+
+@clause("STREAM-012", MUST, "An unknown streaming tool MUST end the stream promptly and keep the worker serving.",
+        facts="§3.7")
+def test_unknown_streaming_tool(client: WorkerClient) -> None:
+    result = client.stream("contract.no-such-stream", {}, timeout=10)
+    expect(result.code is not grpc.StatusCode.DEADLINE_EXCEEDED, "unknown streaming tool", "a prompt end",
+           "no end within 10 s")
+    expect(result.code is not grpc.StatusCode.OK or not result.payload_chunks, "unknown streaming tool",
+           "an error status or no payload", f"{len(result.payload_chunks)} payload chunks")
+    client.ping("after-unknown-stream")

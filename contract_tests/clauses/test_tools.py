@@ -1,0 +1,249 @@
+"""TOOL: ExecuteTool encoding, results, errors and payloads (facts §3.4-3.6, §3.9)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+
+from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.client import WorkerClient
+from contract_tests.codec import STRING_VALUE_TYPE_URL, ToolReply, encode_json, is_json
+from contract_tests.errors import ContractViolation, expect
+from contract_tests.payloads import json_values
+from contract_tests.profiles import Profile
+
+V06, V013 = ["snakepit-0.6"], ["snakepit-0.13"]
+MIB = 1024 * 1024
+
+
+def _ok(reply: ToolReply, what: str) -> Any:
+    expect(reply.ok, what, "success=true", reply.error.raw if reply.error else reply.response)
+    return reply.value
+
+
+def _typed(value: Any) -> Any:
+    """The value with every number tagged by its JSON type, so 42 and 42.0 differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def _round_trip(client: WorkerClient, names: list[str]) -> None:
+    sent = {name: json_values()[name] for name in names}
+    got = _ok(client.execute("contract.echo", sent), "contract.echo")
+    for name in names:
+        echoed = got.get(name, "<missing>") if isinstance(got, dict) else got
+        expect(_typed(echoed) == _typed(sent[name]), f"parameter {name!r} after a round trip",
+               json.dumps(sent[name]), json.dumps(echoed) if not isinstance(echoed, bytes) else repr(echoed))
+
+
+@clause("TOOL-001", MUST, "The worker MUST JSON-decode every parameter's Any.value (StringValue type_url).",
+        facts="§3.4")
+@requires_tools("contract.echo")
+def test_decodes_every_json_type(client: WorkerClient) -> None:
+    _round_trip(client, ["string", "empty_string", "list", "object", "empty_object", "empty_list", "deep"])
+
+
+@clause("TOOL-002", MUST, "The worker MUST decode parameters as JSON whatever their type_url says.", facts="§3.4")
+@requires_tools("contract.echo")
+def test_decodes_json_whatever_type_url(client: WorkerClient) -> None:
+    request, headers = client.tool_request("contract.echo")
+    for key, type_url in (("value_url", "type.googleapis.com/google.protobuf.Value"),
+                          ("custom_url", "type.googleapis.com/snakepit.float"), ("no_url", "")):
+        request.parameters[key].CopyFrom(any_pb2.Any(type_url=type_url, value=encode_json({"k": [1, 2]})))
+    got = _ok(client.execute_request(request, headers), "contract.echo with mixed type_urls")
+    for key in ("value_url", "custom_url", "no_url"):
+        expect(isinstance(got, dict) and got.get(key) == {"k": [1, 2]}, f"parameter {key}", '{"k": [1, 2]}', got)
+
+
+@clause("TOOL-003", MUST, "A successful result MUST be set, as UTF-8 JSON text in result.value.", facts="§3.5")
+@requires_tools("contract.echo")
+def test_result_is_json(client: WorkerClient) -> None:
+    reply = client.execute("contract.echo", {"x": 1})
+    _ok(reply, "contract.echo")
+    expect(reply.response.HasField("result"), "ExecuteToolResponse.result", "set", "unset")
+    expect(is_json(reply.response.result.value), "result.value", "JSON text", reply.response.result.value[:80])
+
+
+@clause("TOOL-004", MUST, "Integers MUST come back as integers (42, not 42.0).", facts="§3.5, §9.5")
+@requires_tools("contract.echo", "contract.add")
+def test_integers_stay_integers(client: WorkerClient) -> None:
+    _round_trip(client, ["int", "negative_int", "zero", "big_int"])
+    total = _ok(client.execute("contract.add", {"a": 40, "b": 2}), "contract.add")
+    expect(_typed(total) == ("int", 42), "contract.add 40 + 2", "42", json.dumps(total))
+
+
+@clause("TOOL-005", MUST, "null MUST come back as null (not a string such as \"None\").", facts="§3.5, §9.5")
+@requires_tools("contract.echo")
+def test_null_stays_null(client: WorkerClient) -> None:
+    _round_trip(client, ["null"])
+
+
+@clause("TOOL-006", MUST, "Booleans MUST come back as booleans (not 1.0/0.0).", facts="§3.5, §9.5")
+@requires_tools("contract.echo")
+def test_booleans_stay_booleans(client: WorkerClient) -> None:
+    _round_trip(client, ["true", "false"])
+
+
+@clause("TOOL-007", MUST, "Floats, unicode text and escapes MUST round-trip unchanged.", facts="§3.5")
+@requires_tools("contract.echo", "contract.add")
+def test_floats_and_text_round_trip(client: WorkerClient) -> None:
+    _round_trip(client, ["float", "float_with_zero_fraction", "tiny_float", "unicode", "escapes"])
+    total = _ok(client.execute("contract.add", {"a": 0.5, "b": 0.25}), "contract.add")
+    expect(total == 0.75 and isinstance(total, float), "contract.add 0.5 + 0.25", "0.75", total)
+
+
+def _expect_application_error(reply: ToolReply, what: str) -> None:
+    expect(not reply.ok, what, "success=false", reply.value)
+    expect(reply.error is not None and reply.error.raw.strip(), f"{what}: error_message", "non-empty text",
+           reply.response.error_message)
+
+
+@clause("TOOL-008", MUST, "An unknown tool MUST give success=false with an error_message and gRPC status OK.",
+        facts="§3.6, §9.3")
+def test_unknown_tool_is_application_error(client: WorkerClient) -> None:
+    try:
+        reply = client.execute("contract.no-such-tool", {"x": 1})
+    except grpc.RpcError as err:
+        raise ContractViolation("unknown tool", "status OK, success=false", f"status {err.code().name}") from err
+    _expect_application_error(reply, "unknown tool")
+
+
+@clause("TOOL-009", MUST, "A tool that fails MUST give success=false with an error_message and gRPC status OK.",
+        facts="§3.6, §9.3")
+@requires_tools("contract.fail")
+def test_failing_tool_is_application_error(client: WorkerClient) -> None:
+    try:
+        reply = client.execute("contract.fail", {"type": "ValueError", "message": "bad value 7"})
+    except grpc.RpcError as err:
+        raise ContractViolation("contract.fail", "status OK, success=false", f"status {err.code().name}") from err
+    _expect_application_error(reply, "contract.fail")
+
+
+@clause("TOOL-010", MUST, "At 0.13 error_message MUST be a JSON object with string type and message.",
+        profiles=V013, facts="§3.6")
+@requires_tools("contract.fail")
+def test_error_message_is_structured_json(client: WorkerClient) -> None:
+    reply = client.execute("contract.fail", {"type": "KeyError", "message": "missing key 'k'"})
+    expect(reply.error is not None and reply.error.structured, "error_message",
+           '{"type": "...", "message": "...", ...}', reply.response.error_message)
+    assert reply.error is not None
+    expect((reply.error.type, reply.error.message) == ("KeyError", "missing key 'k'"), "error type and message",
+           "KeyError / missing key 'k'", f"{reply.error.type} / {reply.error.message}")
+
+
+@clause("TOOL-011", MUST, "At 0.6 error_message MUST be readable text that carries the error's message.",
+        profiles=V06, facts="§3.6")
+@requires_tools("contract.fail")
+def test_error_message_is_text(client: WorkerClient) -> None:
+    reply = client.execute("contract.fail", {"type": "RuntimeError", "message": "it broke"})
+    raw = reply.response.error_message
+    expect(not reply.ok and "it broke" in raw, "error_message", "text containing 'it broke'", raw)
+
+
+class _Detonator:
+    """Unpickling this creates a marker file: proof that a worker deserialised the bytes."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (Path.write_text, (Path(self.marker), "unpickled"))  # type: ignore[return-value]
+
+
+@clause("TOOL-012", MUST, "Binary parameters MUST be handled as opaque bytes and never deserialised.",
+        facts="§3.4")
+@requires_tools("contract.binary")
+def test_binary_parameters_opaque(client: WorkerClient) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        marker = Path(scratch) / "unpickled"
+        blob = pickle.dumps(_Detonator(str(marker)))
+        raw = bytes(range(256))
+        got = _ok(client.execute("contract.binary", {"echo": False}, binary={"pickle": blob, "raw": raw}),
+                  "contract.binary")
+        expect(not marker.exists(), "binary parameter holding a pickle", "never unpickled",
+               "the worker unpickled it (the marker file exists)")
+    digests = got.get("sha256", {}) if isinstance(got, dict) else {}
+    for key, data in (("pickle", blob), ("raw", raw)):
+        expect(digests.get(key) == hashlib.sha256(data).hexdigest(), f"sha256 of binary parameter {key!r}",
+               "unchanged bytes", digests.get(key))
+
+
+@clause("TOOL-013", MUST, "binary_result MUST reach the caller as the exact bytes the tool produced.",
+        profiles=V013, facts="§3.5")
+@requires_tools("contract.binary")
+def test_binary_result(client: WorkerClient) -> None:
+    data = b"\x00\xffsnakepit\x80" * 1000
+    reply = client.execute("contract.binary", {"echo": True}, binary={"a": data})
+    _ok(reply, "contract.binary")
+    expect(reply.binary == data, "binary_result", f"{len(data)} bytes echoed", len(reply.binary or b""))
+
+
+@clause("TOOL-014", SHOULD, "The worker SHOULD accept a 50 MiB request.", facts="§3.1")
+@requires_tools("contract.binary")
+def test_accepts_50_mib_request(client: WorkerClient) -> None:
+    data = b"s" * (50 * MIB)
+    got = _ok(client.execute("contract.binary", {"echo": False}, binary={"big": data}, timeout=120),
+              "contract.binary with 50 MiB")
+    expect(isinstance(got, dict) and got.get("sizes", {}).get("big") == len(data), "size seen by the worker",
+           str(len(data)), got)
+
+
+@clause("TOOL-015", SHOULD, "The worker SHOULD return a 50 MiB reply.", facts="§3.1")
+@requires_tools("contract.blob")
+def test_returns_50_mib_reply(client: WorkerClient) -> None:
+    size = 50 * MIB
+    got = _ok(client.execute("contract.blob", {"size": size}, timeout=120), "contract.blob 50 MiB")
+    expect(isinstance(got, dict) and len(got.get("data", "")) == size, "reply data length", str(size),
+           len(got.get("data", "")) if isinstance(got, dict) else got)
+
+
+@clause("TOOL-016", SHOULD, "ExecuteToolResponse.execution_time_ms SHOULD give the tool's run time.", facts="§3.5")
+@requires_tools("contract.sleep")
+def test_execution_time_set(client: WorkerClient) -> None:
+    reply = client.execute("contract.sleep", {"seconds": 0.2})
+    _ok(reply, "contract.sleep 0.2 s")
+    ms = reply.response.execution_time_ms
+    expect(150 <= ms <= 10_000, "execution_time_ms of a 200 ms call", "about 200", ms)
+
+
+@clause("TOOL-017", MUST, "The worker MUST accept Snakepit's metadata: correlation id (metadata and header) and more.",
+        profiles=V013, facts="§3.9")
+@requires_tools("contract.echo")
+def test_accepts_correlation_metadata(client: WorkerClient) -> None:
+    request, headers = client.tool_request("contract.echo", {"x": 1}, correlation_id="corr-contract-17")
+    request.metadata.update({"python_version": "3.13.0", "thread_sensitive": "true"})
+    _ok(client.execute_request(request, headers), "contract.echo with correlation metadata")
+
+
+@clause("TOOL-018", MUST, "ExecuteTool MUST work for a session never initialized on the worker.", facts="§5")
+@requires_tools("contract.echo")
+def test_execute_without_initialize_session(client: WorkerClient, profile: Profile) -> None:
+    request, headers = client.tool_request("contract.echo", {"fresh": True})
+    request.session_id = profile.fixed_session_id or "session_999_never_initialized"
+    got = _ok(client.execute_request(request, headers), "contract.echo in an uninitialized session")
+    expect(got == {"fresh": True}, "echo result", "{'fresh': True}", got)
+
+
+@clause("TOOL-019", MUST, "A parameter that is not JSON MUST give success=false, never a crash or non-OK status.",
+        facts="§3.4, §3.6")
+@requires_tools("contract.echo")
+def test_invalid_json_parameter(client: WorkerClient) -> None:
+    request, headers = client.tool_request("contract.echo")
+    request.parameters["broken"].CopyFrom(any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=b"{not json"))
+    try:
+        reply = client.execute_request(request, headers)
+    except grpc.RpcError as err:
+        raise ContractViolation("non-JSON parameter", "status OK, success=false", err.code().name) from err
+    _expect_application_error(reply, "non-JSON parameter")
+    client.ping("after-invalid-json")
+

@@ -1,0 +1,456 @@
+"""Start and stop any worker command exactly as Snakepit does (facts §2).
+
+The argv gets Snakepit's flags appended in Snakepit's order, the environment
+gets the profile's variables, stdout and stderr share one pipe, and readiness,
+the connect-and-Ping handshake, the post-handshake calls and the shutdown
+(SIGTERM, grace, SIGKILL, process group) follow the profile. Every worker is
+tagged in its environment so a reaper can find strays after a crash.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from contract_tests.client import TelemetryStream, WorkerClient
+from contract_tests.errors import WorkerStartError
+from contract_tests.heartbeat import HeartbeatMonitor
+from contract_tests.profiles import Profile, Readiness
+from contract_tests.readiness import ReadyFileWait, ReadyLineWait
+
+logger = logging.getLogger(__name__)
+
+RUN_TAG_ENV = "SNAKEPIT_CONTRACT_RUN"
+RUN_TAG = uuid.uuid4().hex
+_OUTPUT_KEEP_BYTES = 64 * 1024
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Snakepit's connect retry: 5 attempts, min(50*2^(k-1), 500) ms + jitter (facts §2.4).
+_CONNECT_ATTEMPTS = 5
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def _base36(n: int, width: int) -> str:
+    digits = ""
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        digits = _BASE36[r] + digits
+    return digits
+
+
+def new_run_id() -> str:
+    """7 lowercase base36 chars like Snakepit 0.13's RunID: 5 from the clock, 2 from a counter."""
+    return _base36(int(time.time()) % 36**5, 5) + _base36(random.randrange(1296), 2)
+
+
+RUN_ID = new_run_id()
+
+
+def _truthy_group_env(env: dict[str, str]) -> bool:
+    return env.get("SNAKEPIT_PROCESS_GROUP", "").lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class WorkerSpec:
+    """What to launch and how; build_argv/build_env apply the profile (facts §2.1)."""
+
+    command: Sequence[str]
+    profile: Profile
+    elixir_address: str
+    timeout_scale: float = 1.0
+    extra_args: Sequence[str] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)
+    run_id: str = RUN_ID
+    instance_name: str = "test_snakepit_contract_nonode@nohost"
+    instance_token: str | None = None
+    heartbeat_config: dict[str, object] | None = None
+
+    def build_argv(self) -> list[str]:
+        argv = [*self.command, *self.extra_args]
+        # Added only when no argument merely *contains* the flag (facts §2.1, §9.22).
+        if not any("--port" in a for a in argv):
+            argv += ["--port", "0"]
+        if not any("--elixir-address" in a for a in argv):
+            argv += ["--elixir-address", self.elixir_address]
+        argv += ["--snakepit-run-id", self.run_id]
+        if self.profile.sends_instance_flags:
+            argv += ["--snakepit-instance-name", self.instance_name]
+            if self.instance_token:
+                argv += ["--snakepit-instance-token", self.instance_token]
+        return argv
+
+    def build_env(self, ready_file: Path | None) -> dict[str, str]:
+        env = dict(os.environ)
+        # Set BEAM-wide by Snakepit's application start, hence inherited (facts §2.1).
+        env.update(
+            OPENBLAS_NUM_THREADS="1",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            NUMEXPR_NUM_THREADS="1",
+            GRPC_POLL_STRATEGY="poll",
+            GRPC_VERBOSITY="ERROR",
+            PYTHONUNBUFFERED="1",
+        )
+        if ready_file is not None:
+            env["SNAKEPIT_READY_FILE"] = os.fspath(ready_file)
+        if self.profile.sets_process_group_env:
+            env["SNAKEPIT_PROCESS_GROUP"] = "1"
+            env["VECLIB_MAXIMUM_THREADS"] = "1"
+            env["SNAKEPIT_LOG_LEVEL"] = "error"
+            env["SNAKEPIT_PYTHON"] = shutil.which(self.command[0]) or self.command[0]
+        if self.profile.heartbeat:
+            import json
+
+            config = {
+                "enabled": True,
+                "interval_ms": int(self.profile.heartbeat_interval_s * 1000),
+                "timeout_ms": int(self.profile.heartbeat_timeout_s * 1000),
+                "max_missed_heartbeats": 3,
+                "initial_delay_ms": 0,
+                "dependent": True,
+                **(self.heartbeat_config or {}),
+            }
+            env["SNAKEPIT_HEARTBEAT_CONFIG"] = json.dumps(config)
+        env.update(self.extra_env)
+        env[RUN_TAG_ENV] = RUN_TAG
+        return env
+
+    def cwd(self) -> str | None:
+        """Snakepit runs the worker in its script's folder (facts §2.1)."""
+        if len(self.command) > 1 and os.path.isfile(self.command[1]):
+            return os.path.dirname(os.path.abspath(self.command[1]))
+        return None
+
+
+class _Output:
+    """Reads the merged stdout+stderr pipe in raw chunks, as a BEAM Port does."""
+
+    def __init__(self, pipe: int) -> None:
+        self.chunks: queue.Queue[bytes] = queue.Queue()
+        self._kept = bytearray()
+        self.total_bytes = 0
+        self._lock = threading.Lock()
+        self._pipe = pipe
+        self._thread = threading.Thread(target=self._read, name="worker-output", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._pipe, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.chunks.put(chunk)
+            with self._lock:
+                self.total_bytes += len(chunk)
+                self._kept += chunk
+                del self._kept[:-_OUTPUT_KEEP_BYTES]
+
+    def text(self) -> str:
+        with self._lock:
+            return self._kept.decode("utf-8", "replace")
+
+    def tail(self, lines: int = 25) -> str:
+        return "\n".join(self.text().splitlines()[-lines:]) or "(no output)"
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """How a stop went: the exit status, how long it took, whether SIGKILL was needed."""
+
+    exit_status: int | None
+    elapsed_s: float
+    killed: bool
+    signalled_group: bool
+
+
+_live: set[WorkerProcess] = set()
+_live_lock = threading.Lock()
+
+
+class WorkerProcess:
+    """One worker OS process under Snakepit's rules; a context manager."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.profile = spec.profile
+        self.argv = spec.build_argv()
+        self._tmp = Path(tempfile.mkdtemp(prefix="snakepit-contract-"))
+        self.ready_file = self._tmp / "snakepit_ready" if self.profile.readiness is Readiness.READY_FILE else None
+        self.env = spec.build_env(self.ready_file)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output: _Output | None = None
+        self.port: int | None = None
+        self.ready_after_s: float | None = None
+        self.process_group = False
+        self.client: WorkerClient | None = None
+        self.telemetry: TelemetryStream | None = None
+        self.heartbeat: HeartbeatMonitor | None = None
+        self.init_session_error: str | None = None
+        self.stop_result: StopResult | None = None
+        self.events: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> WorkerProcess:
+        try:
+            self.start()
+        except BaseException:
+            self.stop(graceful=False)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def spawn(self) -> None:
+        """Spawn only: no readiness wait (for clauses that watch startup themselves)."""
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=write_fd,
+                stderr=write_fd,
+                env=self.env,
+                cwd=self.spec.cwd(),
+                close_fds=True,
+            )
+        except OSError as err:
+            os.close(read_fd)
+            raise WorkerStartError(f"cannot execute {self.argv[0]!r}: {err}", None, "(not started)") from err
+        finally:
+            os.close(write_fd)
+        with _live_lock:
+            _live.add(self)
+        self.output = _Output(read_fd)
+        self._spawned_at = time.monotonic()
+
+    def start(self) -> None:
+        """Spawn, wait for readiness, then the handshake of the profile (facts §2.4)."""
+        self.spawn()
+        self.wait_ready()
+        self.connect()
+        self.after_handshake()
+
+    def wait_ready(self) -> int:
+        timeout = self.profile.readiness_timeout_s * self.spec.timeout_scale
+        wait: ReadyFileWait | ReadyLineWait
+        if self.ready_file is not None:
+            wait = ReadyFileWait(self.ready_file, timeout)
+        else:
+            assert self.output is not None
+            wait = ReadyLineWait(self.output.chunks, timeout, self.profile.readiness_timer_resets_on_output)
+        self.port = wait.wait(self)
+        self.ready_after_s = time.monotonic() - self._spawned_at
+        self.process_group = self._check_process_group()
+        return self.port
+
+    def _check_process_group(self) -> bool:
+        """pgid == pid, re-checked for up to 250 ms after readiness (facts §2.4 step 2)."""
+        if not _truthy_group_env(self.env):
+            return False
+        deadline = time.monotonic() + 0.25
+        delay = 0.01
+        while True:
+            if self.pgid() == self.pid:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def connect(self) -> WorkerClient:
+        """Dial 127.0.0.1:<port> (Erlang resolves localhost to IPv4) and Ping with retries."""
+        client = WorkerClient(f"127.0.0.1:{self.port}", self.profile)
+        self.client = client
+        ping_timeout = 10.0 * self.spec.timeout_scale
+        for attempt in range(1, _CONNECT_ATTEMPTS + 1):
+            try:
+                client.ping("connection_test", timeout=ping_timeout)
+                return client
+            except grpc.RpcError as err:
+                if err.code() not in _RETRYABLE or attempt == _CONNECT_ATTEMPTS:
+                    raise WorkerStartError(
+                        f"connect + Ping('connection_test') to port {self.port} failed: "
+                        f"{err.code().name} {err.details()}",
+                        self.poll(),
+                        self.output_tail(),
+                    ) from err
+                delay_ms = min(50 * 2 ** (attempt - 1), 500)
+                time.sleep((delay_ms + random.randint(1, max(1, delay_ms // 4))) / 1000)
+        raise AssertionError("unreachable")
+
+    def after_handshake(self) -> None:
+        """0.13: InitializeSession (errors ignored), StreamTelemetry, HeartbeatMonitor."""
+        client = self.client
+        assert client is not None
+        if self.profile.initializes_worker_session:
+            try:
+                client.initialize_session()
+            except grpc.RpcError as err:
+                self.init_session_error = f"{err.code().name}: {err.details()}"
+        if self.profile.opens_telemetry_stream:
+            self.telemetry = client.open_telemetry(timeout_s=None)
+        if self.profile.heartbeat:
+            self.heartbeat = HeartbeatMonitor(
+                client,
+                self.profile.heartbeat_interval_s,
+                self.profile.heartbeat_timeout_s * self.spec.timeout_scale,
+                self._heartbeat_failed,
+            )
+            self.heartbeat.start()
+
+    def _heartbeat_failed(self, reason: str) -> None:
+        # A dependent worker is stopped at once (facts §6.A): graceful path at 0.13.
+        self.events.append(f"stopped by the heartbeat monitor: {reason}")
+        logger.warning("worker %s failed its heartbeat (%s); stopping it", self.pid, reason)
+        threading.Thread(target=self.stop, name="heartbeat-stop", daemon=True).start()
+
+    # -- observation -------------------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "worker not spawned"
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pgid(self) -> int | None:
+        try:
+            return os.getpgid(self.pid)
+        except ProcessLookupError:
+            return None
+
+    def output_tail(self, lines: int = 25) -> str:
+        return self.output.tail(lines) if self.output else "(not started)"
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the process to exit; its status (negative = signal) or None."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def send_signal(self, sig: int, group: bool | None = None) -> bool:
+        """Signal like Snakepit: the group only in process-group mode. True if a group was signalled."""
+        use_group = self.process_group if group is None else group
+        target = -self.pid if use_group else self.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, sig)
+        return use_group
+
+    def close_stdin(self) -> None:
+        """What the worker sees when the BEAM dies: its stdin pipe reaches EOF."""
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def evidence(self) -> str:
+        """Exit status, events, last output and the client trace, for failure reports."""
+        lines = [f"worker argv: {' '.join(self.argv)}", f"exit status: {self.poll()}"]
+        lines += self.events
+        if self.client is not None:
+            lines += ["--- gRPC trace (last calls) ---", *self.client.trace]
+        lines += ["--- last worker output ---", self.output_tail()]
+        return "\n".join(lines)
+
+    # -- shutdown ----------------------------------------------------------------------------------
+    def _stop_links(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.telemetry is not None:
+            self.telemetry.close()
+        if self.client is not None:
+            self.client.close()
+
+    def stop(self, graceful: bool = True, grace_s: float | None = None) -> StopResult:
+        """SIGTERM, poll with backoff until the grace period, then SIGKILL (facts §2.7)."""
+        if self.stop_result is not None:
+            return self.stop_result
+        self._stop_links()
+        started = time.monotonic()
+        killed = False
+        group = self.process_group
+        if self.proc is not None and self.proc.poll() is None:
+            grace = self.profile.shutdown_grace_s if grace_s is None else grace_s
+            if graceful:
+                self.send_signal(signal.SIGTERM)
+                if self.wait_exit(grace) is None:
+                    killed = True
+            else:
+                killed = True
+            if killed:
+                self.send_signal(signal.SIGKILL)
+                self.wait_exit(5)
+        result = StopResult(self.poll(), time.monotonic() - started, killed, group)
+        self.stop_result = result
+        self._release()
+        return result
+
+    def _release(self) -> None:
+        """Leave nothing behind: group members, pipes, ready file, temp dir."""
+        if self.process_group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        if self.output is not None:
+            self.output.join(timeout=1)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        with _live_lock:
+            _live.discard(self)
+
+
+def reap_tagged(tag: str = RUN_TAG) -> list[int]:
+    """SIGKILL every process whose environment carries this run's tag; return their pids."""
+    needle = f"{RUN_TAG_ENV}={tag}".encode()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
+
+
+def stop_all() -> None:
+    """Stop every worker still running, then reap tagged strays (session end, atexit)."""
+    with _live_lock:
+        workers = list(_live)
+    for worker in workers:
+        worker.stop(graceful=False)
+    reap_tagged()
+
+
+atexit.register(stop_all)

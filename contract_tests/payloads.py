@@ -1,0 +1,18 @@
+"""Language-neutral payloads shipped in fixtures/payloads (read by every runner)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "payloads"
+
+
+@cache
+def json_values() -> dict[str, Any]:
+    """Named JSON values, each of which must round-trip with its type preserved."""
+    values: dict[str, Any] = json.loads((PAYLOAD_DIR / "json_values.json").read_text())
+    values.pop("_comment")
+    return values

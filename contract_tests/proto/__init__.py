@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for snakepit_bridge.proto (see protos/generate.py)."""
