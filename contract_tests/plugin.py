@@ -168,7 +168,8 @@ def _clause_of(item: pytest.Item) -> Clause | None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "profile" in metafunc.fixturenames:
+    # Only clause tests: other tests may use the name `profile` for their own purposes.
+    if "profile" in metafunc.fixturenames and metafunc.definition.get_closest_marker("clause"):
         profiles = metafunc.config.stash[_SETTINGS].profiles
         metafunc.parametrize("profile", profiles, ids=[p.name for p in profiles], scope="module")
 

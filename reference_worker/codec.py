@@ -1,0 +1,44 @@
+"""JSON text in `Any.value`, both ways: the only value encoding on Snakepit's wire (contract §3)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import any_pb2
+
+from reference_worker.errors import ToolError
+
+# Snakepit ignores the type_url; StringValue is what it sends itself.
+STRING_VALUE_URL = "type.googleapis.com/google.protobuf.StringValue"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.dumps/loads with non-default options construct a codec on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def decode_params(parameters: Mapping[str, any_pb2.Any]) -> dict[str, Any]:
+    """Every `Any.value` is UTF-8 JSON text, whatever its type_url (facts §3.4)."""
+    decoded: dict[str, Any] = {}
+    for key, wrapped in parameters.items():
+        try:
+            decoded[key] = _DECODER.decode(wrapped.value.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors.
+            raise ToolError("InvalidParameters", f"parameter {key!r} is not UTF-8 JSON text: {exc}") from None
+    return decoded
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; types survive the trip (42 stays 42, None becomes null)."""
+    return _ENCODER.encode(value).encode()
+
+
+def json_any(value: Any) -> any_pb2.Any:
+    """Wrap a value the way Snakepit does: compact JSON text in `Any.value`, StringValue type_url."""
+    return any_pb2.Any(type_url=STRING_VALUE_URL, value=encode_json(value))

@@ -1,0 +1,261 @@
+"""The worker as a client of Snakepit's BridgeServer (`--elixir-address`): callbacks and heartbeat watchdog.
+
+Everything here uses one cached grpc.aio channel in the server's event loop, so a call waiting on Elixir never
+blocks Ping or Heartbeat. Nothing here runs before readiness: the Elixir side may start after the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from reference_worker.codec import json_any
+from reference_worker.errors import ToolError
+
+if TYPE_CHECKING:
+    from contract_tests.proto.snakepit_bridge_pb2_grpc import BridgeServiceAsyncStub
+
+_LOG = logging.getLogger(__name__)
+Headers = tuple[tuple[str, str], ...]
+
+CORRELATION_HEADER = "x-snakepit-correlation-id"
+# Budget of one tool callback into Elixir (InitializeSession + ExecuteElixirTool/RegisterTools together).
+# Tool-path calls wait for the channel to connect within it: the Elixir side may start after the worker.
+CALL_TIMEOUT_S = 10.0
+# Before the first successful Heartbeat the Elixir side may still be starting (facts §2.6): tolerate failures.
+STARTUP_BUDGET_S = 60.0
+# Statuses meaning nobody answered; any other status came from a live server (e.g. one without Heartbeat).
+_NO_ANSWER = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+
+
+class ElixirClient:
+    """Lazily opened, cached async channel to the BridgeServer; one per process."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: BridgeServiceAsyncStub | None = None
+
+    def stub(self) -> BridgeServiceAsyncStub:
+        """Create the channel on first use, inside the running loop (grpc.aio binds channels to a loop)."""
+        if self._stub is None:
+            options = [
+                ("grpc.max_send_message_length", 256 << 20),
+                ("grpc.max_receive_message_length", 256 << 20),
+                # Reconnect within 1 s once a late or restarted Elixir side listens (default backoff: 120 s).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ]
+            self._channel = grpc.aio.insecure_channel(self.address, options=options)
+            self._stub = pb_grpc.BridgeServiceStub(self._channel)
+        return self._stub
+
+    async def close(self) -> None:
+        """Close the channel if it was ever opened."""
+        if self._channel is not None:
+            await self._channel.close(None)
+
+    async def heartbeat(self, session_id: str, timeout_s: float) -> bool:
+        """One watchdog probe: True when Elixir answered at all (`session_valid=false` and errors too)."""
+        try:
+            await self.stub().Heartbeat(pb.HeartbeatRequest(session_id=session_id), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            _LOG.debug("heartbeat to %s: %s", self.address, exc.code())
+            return exc.code() not in _NO_ANSWER
+        return True
+
+    async def ensure_session(self, session_id: str, headers: Headers, deadline: float) -> None:
+        """InitializeSession (idempotent on the Elixir side): an error reply is ignored, no reply is not."""
+        request = pb.InitializeSessionRequest(session_id=session_id)
+        try:
+            await self.stub().InitializeSession(
+                request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _NO_ANSWER:
+                raise _unavailable("InitializeSession", exc) from None
+            _LOG.debug("InitializeSession(%s) on Elixir failed: %s", session_id, exc.code())
+
+    async def execute_tool(
+        self, session_id: str, tool: str, parameters: Mapping[str, Any], correlation_id: str | None
+    ) -> Any:
+        """ExecuteElixirTool with JSON-text parameters (Snakepit >= 0.7 rejects packed values)."""
+        headers, deadline = _headers(correlation_id), asyncio.get_running_loop().time() + CALL_TIMEOUT_S
+        await self.ensure_session(session_id, headers, deadline)
+        request = pb.ExecuteElixirToolRequest(
+            session_id=session_id,
+            tool_name=tool,
+            parameters={key: json_any(value) for key, value in parameters.items()},
+            metadata={} if correlation_id is None else {"correlation_id": correlation_id},
+        )
+        try:
+            reply = await self.stub().ExecuteElixirTool(
+                request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _unavailable("ExecuteElixirTool", exc) from None
+        if not reply.success:
+            raise ToolError("ElixirToolError", reply.error_message)
+        text = reply.result.value.decode("utf-8", "replace")
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text  # Like Snakepit itself: a non-JSON result is returned as raw text.
+
+    async def register_tools(
+        self,
+        session_id: str,
+        names: list[str],
+        correlation_id: str | None,
+    ) -> dict[str, object]:
+        """RegisterTools for the catalogue; `contract.stream` is the only streaming tool."""
+        headers, deadline = _headers(correlation_id), asyncio.get_running_loop().time() + CALL_TIMEOUT_S
+        await self.ensure_session(session_id, headers, deadline)
+        request = pb.RegisterToolsRequest(
+            session_id=session_id,
+            tools=[
+                pb.ToolRegistration(
+                    name=name,
+                    description=f"contract tool {name}",
+                    supports_streaming=name == "contract.stream",
+                )
+                for name in names
+            ],
+            worker_id=f"reference-{os.getpid()}",
+        )
+        try:
+            reply = await self.stub().RegisterTools(
+                request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _unavailable("RegisterTools", exc) from None
+        return {
+            "success": reply.success,
+            "tool_ids": dict(reply.tool_ids),
+            "error_message": reply.error_message,
+        }
+
+
+def _headers(correlation_id: str | None) -> Headers:
+    return () if correlation_id is None else ((CORRELATION_HEADER, correlation_id),)
+
+
+def _remaining(deadline: float) -> float:
+    return max(deadline - asyncio.get_running_loop().time(), 0.001)
+
+
+def _unavailable(rpc: str, exc: grpc.aio.AioRpcError) -> ToolError:
+    return ToolError("ElixirUnavailable", f"{rpc} on Elixir failed: {exc.code().name}: {exc.details()}")
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    """Worker → Elixir heartbeat settings; defaults match Snakepit's own Python bridge (facts §6 B)."""
+
+    enabled: bool = True
+    interval_ms: float = 2000.0
+    timeout_ms: float = 10000.0
+    max_missed_heartbeats: int = 3
+    initial_delay_ms: float = 0.0
+    dependent: bool = True
+
+
+def load_heartbeat_config(raw: str | None) -> HeartbeatConfig:
+    """Parse SNAKEPIT_HEARTBEAT_CONFIG; bad input warns and keeps defaults: a typo must not kill workers."""
+    config = HeartbeatConfig()
+    if not raw:
+        return config
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG: invalid JSON (%s)", exc)
+        return config
+    if not isinstance(data, dict):
+        _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG: not a JSON object")
+        return config
+    known = {f.name for f in fields(HeartbeatConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _snake(str(key))
+        name = "interval_ms" if name == "ping_interval_ms" else name
+        if name not in known or value is None:
+            continue
+        parsed = _coerce(name, value)
+        if parsed is None:
+            _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG key %s: bad value %r", key, value)
+        else:
+            changes[name] = parsed
+    return replace(config, **changes)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _coerce(name: str, value: Any) -> bool | float | int | None:
+    if name in ("enabled", "dependent"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        return True if text in _TRUE else False if text in _FALSE else None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(value, bool) or not number >= 0:  # Also rejects NaN.
+        return None
+    if number == 0 and name != "initial_delay_ms":
+        return None
+    return max(1, int(number)) if name == "max_missed_heartbeats" else number
+
+
+async def heartbeat_watchdog(
+    client: ElixirClient,
+    config: HeartbeatConfig,
+    orphaned: Callable[[], None],
+) -> None:
+    """Dependent heartbeat: leave when Elixir stops answering, so a worker never outlives its pool.
+
+    Before Elixir first answers, failures are tolerated for STARTUP_BUDGET_S (the Elixir side may start late);
+    after that, `max_missed_heartbeats` consecutive failures call `orphaned` (dependent) or only log.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    session_id = f"reference-worker-{os.getpid()}"
+    interval_s, timeout_s = config.interval_ms / 1000, config.timeout_ms / 1000
+    ever_ok, missed = False, 0
+    await asyncio.sleep(config.initial_delay_ms / 1000)
+    while True:
+        if await client.heartbeat(session_id, timeout_s):
+            ever_ok, missed = True, 0
+        elif ever_ok or loop.time() - started >= STARTUP_BUDGET_S:
+            missed += 1
+            if missed >= config.max_missed_heartbeats:
+                if config.dependent:
+                    _LOG.warning("Elixir at %s missed %d heartbeats: shutting down", client.address, missed)
+                    orphaned()
+                    return
+                _LOG.warning("Elixir at %s missed %d heartbeats; independent mode", client.address, missed)
+                missed = 0
+        await asyncio.sleep(interval_s)

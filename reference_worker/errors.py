@@ -1,0 +1,30 @@
+"""Application errors of contract tools, in the two wire formats Snakepit eras expect (contract §3)."""
+
+from __future__ import annotations
+
+import json
+
+
+class ToolError(Exception):
+    """An application error: reported as `success=false`, never as a non-OK ExecuteTool status."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+def format_error(error_type: str, message: str, *, json_format: bool, tool_name: str, session_id: str) -> str:
+    """Render as Snakepit >= 0.7.4 JSON (`{"type","message",...}`) or as 0.6-era `Type: message` text."""
+    if not json_format:
+        return f"{error_type}: {message}"
+    return json.dumps(
+        {
+            "type": error_type,
+            "message": message,
+            "stacktrace": [],
+            "traceback": "",
+            "context": {"tool_name": tool_name, "session_id": session_id},
+        },
+        ensure_ascii=False,
+    )

@@ -1,0 +1,164 @@
+"""BridgeService as a worker serves it (docs/contract.md §2): local liveness answers, the tool catalogue."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.any_pb2 import Any as AnyMessage
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from reference_worker.codec import STRING_VALUE_URL, decode_params, encode_json
+from reference_worker.errors import ToolError, format_error
+from reference_worker.tools import CATALOGUE, STREAMING, UNARY, BinaryResult, Call, Context, WorkerState
+
+_LOG = logging.getLogger(__name__)
+_ELIXIR_ONLY = "served by the Elixir side, not by workers"
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def _as_tool_error(exc: Exception) -> ToolError:
+    """A tool that raises something unexpected is still an application error, typed by its class."""
+    if isinstance(exc, ToolError):
+        return exc
+    _LOG.debug("tool raised", exc_info=exc)
+    return ToolError(type(exc).__name__, str(exc))
+
+
+class BridgeServicer(pb_grpc.BridgeServiceServicer):
+    """Answers liveness RPCs locally and at once, so they never wait behind a tool or on Elixir."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self._state = state
+
+    def _error_message(self, error: ToolError, request: pb.ExecuteToolRequest) -> str:
+        return format_error(
+            error.error_type,
+            error.message,
+            json_format=self._state.json_errors,
+            tool_name=request.tool_name,
+            session_id=request.session_id,
+        )
+
+    async def Ping(self, request: pb.PingRequest, context: Context) -> pb.PingResponse:
+        return pb.PingResponse(message=f"pong: {request.message}", server_time=_now())
+
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
+        # Answered locally: proxying to Elixir would make worker liveness depend on Elixir's (facts §6 A).
+        return pb.HeartbeatResponse(server_time=_now(), session_valid=True)
+
+    async def InitializeSession(
+        self, request: pb.InitializeSessionRequest, context: Context
+    ) -> pb.InitializeSessionResponse:
+        # Sessions need no set-up here: ExecuteTool never requires one (docs/contract.md §3).
+        return pb.InitializeSessionResponse(success=True)
+
+    async def CleanupSession(
+        self,
+        request: pb.CleanupSessionRequest,
+        context: Context,
+    ) -> pb.CleanupSessionResponse:
+        released = self._state.release_session(request.session_id)
+        return pb.CleanupSessionResponse(success=True, resources_cleaned=released)
+
+    async def GetSession(self, request: pb.GetSessionRequest, context: Context) -> pb.GetSessionResponse:
+        return pb.GetSessionResponse(session_id=request.session_id, tool_count=len(CATALOGUE))
+
+    async def ExecuteTool(self, request: pb.ExecuteToolRequest, context: Context) -> pb.ExecuteToolResponse:
+        started = time.perf_counter_ns()
+        state = self._state
+        state.call_count += 1
+        try:
+            handler = UNARY.get(request.tool_name)
+            if handler is None:
+                raise ToolError("ToolNotFound", f"unknown tool {request.tool_name!r}")
+            value = await handler(Call(state, request, decode_params(request.parameters), context))
+            data = b""
+            if type(value) is BinaryResult:
+                value, data = value
+            result = AnyMessage(type_url=STRING_VALUE_URL, value=encode_json(value))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            return pb.ExecuteToolResponse(
+                success=False,
+                error_message=self._error_message(_as_tool_error(exc), request),
+                execution_time_ms=(time.perf_counter_ns() - started) // 1_000_000,
+            )
+        return pb.ExecuteToolResponse(
+            success=True,
+            result=result,
+            binary_result=data,
+            execution_time_ms=(time.perf_counter_ns() - started) // 1_000_000,
+        )
+
+    async def ExecuteStreamingTool(
+        self, request: pb.ExecuteToolRequest, context: Context
+    ) -> AsyncIterator[pb.ToolChunk]:
+        """Payload chunks `<tool>-<n>`, then one empty final chunk; failures abort INTERNAL, error inside."""
+        state = self._state
+        state.call_count += 1
+        name = request.tool_name
+        sent = 0
+        try:
+            call = Call(state, request, decode_params(request.parameters), context)
+            producer = STREAMING.get(name)
+            if producer is not None:
+                # Cancellation of the RPC cancels this task at its next await, which stops the producer.
+                async for item in producer(call):
+                    sent += 1
+                    state.stream_chunks_produced += 1
+                    yield pb.ToolChunk(chunk_id=f"{name}-{sent}", data=encode_json(item))
+            else:
+                handler = UNARY.get(name)
+                if handler is None:
+                    raise ToolError("ToolNotFound", f"unknown tool {name!r}")
+                value = await handler(call)
+                if type(value) is BinaryResult:
+                    value = value.value
+                sent += 1
+                state.stream_chunks_produced += 1
+                yield pb.ToolChunk(chunk_id=f"{name}-{sent}", data=encode_json(value))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, self._error_message(_as_tool_error(exc), request))
+        yield pb.ToolChunk(chunk_id=f"{name}-{sent + 1}", is_final=True)
+
+    async def StreamTelemetry(self, controls: Any, context: Context) -> AsyncIterator[pb.TelemetryEvent]:
+        """Minimal but correct: headers at once (the opener never waits), no events, ends with the client.
+
+        Snakepit drops uncatalogued events anyway; emitting none is allowed (docs/contract.md §2, MAY).
+        """
+        await context.send_initial_metadata(())
+        async for _control in controls:
+            pass
+        return
+        yield  # Unreachable: makes this an async generator, which grpc.aio serves as a response stream.
+
+    async def RegisterTools(
+        self,
+        request: pb.RegisterToolsRequest,
+        context: Context,
+    ) -> pb.RegisterToolsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"RegisterTools is {_ELIXIR_ONLY}")
+
+    async def GetExposedElixirTools(
+        self, request: pb.GetExposedElixirToolsRequest, context: Context
+    ) -> pb.GetExposedElixirToolsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"GetExposedElixirTools is {_ELIXIR_ONLY}")
+
+    async def ExecuteElixirTool(
+        self, request: pb.ExecuteElixirToolRequest, context: Context
+    ) -> pb.ExecuteElixirToolResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"ExecuteElixirTool is {_ELIXIR_ONLY}")
