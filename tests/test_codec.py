@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf import any_pb2
+
 from contract_tests.codec import STRING_VALUE_TYPE_URL, decode_reply, encode_parameters, parse_error
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 
@@ -27,7 +29,7 @@ def test_structured_error_needs_string_type_and_message() -> None:
 
 def test_reply_decoding_keeps_binary_and_raw_fallback() -> None:
     """Ensure non-JSON results come back raw and binary_result is surfaced."""
-    raw = decode_reply(pb.ExecuteToolResponse(success=True, result={"value": b"not json"}), json_errors=True)
+    raw = decode_reply(pb.ExecuteToolResponse(success=True, result=any_pb2.Any(value=b"not json")), json_errors=True)
     assert raw.value == b"not json"
     binary = decode_reply(pb.ExecuteToolResponse(success=True, binary_result=b"\x00\x01"), json_errors=True)
     assert (binary.value, binary.binary) == (None, b"\x00\x01")

@@ -114,6 +114,14 @@ def test_sigterm_ignorer_is_killed_after_grace(tmp_path: Path) -> None:
     assert result.killed and result.exit_status == -9 and 0.4 < result.elapsed_s < 3
 
 
+def _state(pid: int) -> str | None:
+    """The process state letter from /proc, or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return None
+
+
 def test_reaper_kills_tagged_strays(tmp_path: Path) -> None:
     """Ensure a grandchild that outlived its worker is found by its run tag and killed."""
     pid_file = tmp_path / "grandchild.pid"
@@ -128,11 +136,8 @@ def test_reaper_kills_tagged_strays(tmp_path: Path) -> None:
     stray = int(pid_file.read_text())
     assert stray in reap_tagged()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and Path(f"/proc/{stray}").exists():
-        with open(f"/proc/{stray}/stat") as stat:
-            if stat.read().split()[2] == "Z":
-                break
+    while _state(stray) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not Path(f"/proc/{stray}").exists() or open(f"/proc/{stray}/stat").read().split()[2] == "Z"
+    assert _state(stray) in (None, "Z")
     worker.stop()
     assert not os.path.exists(worker._tmp)
