@@ -80,8 +80,17 @@ class WorkerSpec:
     instance_token: str | None = None
     heartbeat_config: dict[str, object] | None = None
 
+    def _script(self) -> str | None:
+        """The script argument, when the command has one that exists (`python path/to/worker.py`)."""
+        if len(self.command) > 1 and os.path.isfile(self.command[1]):
+            return os.path.abspath(self.command[1])
+        return None
+
     def build_argv(self) -> list[str]:
-        argv = [*self.command, *self.extra_args]
+        script = self._script()
+        # Snakepit passes an absolute script path and runs in its folder; a relative one would break there.
+        command = [self.command[0], script, *self.command[2:]] if script else list(self.command)
+        argv = [*command, *self.extra_args]
         # Added only when no argument merely *contains* the flag (facts §2.1, §9.22).
         if not any("--port" in a for a in argv):
             argv += ["--port", "0"]
@@ -132,9 +141,8 @@ class WorkerSpec:
 
     def cwd(self) -> str | None:
         """Snakepit runs the worker in its script's folder (facts §2.1)."""
-        if len(self.command) > 1 and os.path.isfile(self.command[1]):
-            return os.path.dirname(os.path.abspath(self.command[1]))
-        return None
+        script = self._script()
+        return os.path.dirname(script) if script else None
 
 
 class _Output:
@@ -324,7 +332,18 @@ class WorkerProcess:
         # A dependent worker is stopped at once (facts §6.A): graceful path at 0.13.
         self.events.append(f"stopped by the heartbeat monitor: {reason}")
         logger.warning("worker %s failed its heartbeat (%s); stopping it", self.pid, reason)
-        threading.Thread(target=self.stop, name="heartbeat-stop", daemon=True).start()
+        # Only the process is stopped: the channel stays open until teardown, so later calls
+        # fail with UNAVAILABLE (a worker failure) rather than on a closed channel.
+        threading.Thread(target=self.terminate, name="heartbeat-stop", daemon=True).start()
+
+    def terminate(self) -> None:
+        """SIGTERM, grace, SIGKILL: the process only, leaving links and files to stop()."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.send_signal(signal.SIGTERM)
+        if self.wait_exit(self.profile.shutdown_grace_s) is None:
+            self.send_signal(signal.SIGKILL)
+            self.wait_exit(5)
 
     # -- observation -------------------------------------------------------------------------------
     @property

@@ -233,8 +233,9 @@ class _Results:
         reason = ""
         if report.skipped and isinstance(report.longrepr, tuple):
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
-        elif report.failed and report.longreprtext:
-            reason = report.longreprtext.strip().splitlines()[-1]
+        elif report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            reason = crash.message if crash is not None else report.longreprtext.strip()[-500:]
         self.records.append({
             "clause": props["clause"], "level": props["level"], "profile": props["profile"],
             "outcome": "error" if report.failed and report.when != "call" else report.outcome,
