@@ -410,28 +410,31 @@ class WorkerProcess:
         """SIGTERM, poll with backoff until the grace period, then SIGKILL (facts §2.7)."""
         if self.stop_result is not None:
             return self.stop_result
-        self._stop_links()
         started = time.monotonic()
         killed = False
-        group = self.process_group
-        if self.proc is not None and self.proc.poll() is None:
-            grace = self.profile.shutdown_grace_s if grace_s is None else grace_s
-            if graceful:
-                self.send_signal(signal.SIGTERM)
-                if self.wait_exit(grace) is None:
+        try:
+            self._stop_links()
+            if self.proc is not None and self.proc.poll() is None:
+                grace = self.profile.shutdown_grace_s if grace_s is None else grace_s
+                if graceful:
+                    self.send_signal(signal.SIGTERM)
+                    killed = self.wait_exit(grace) is None
+                else:
                     killed = True
-            else:
-                killed = True
-            if killed:
-                self.send_signal(signal.SIGKILL)
-                self.wait_exit(5)
-        result = StopResult(self.poll(), time.monotonic() - started, killed, group)
-        self.stop_result = result
-        self._release()
-        return result
+                if killed:
+                    self.send_signal(signal.SIGKILL)
+                    self.wait_exit(5)
+        finally:
+            # Even when interrupted (Ctrl-C) or when a link fails to close, nothing is left behind.
+            self.stop_result = StopResult(self.poll(), time.monotonic() - started, killed, self.process_group)
+            self._release()
+        return self.stop_result
 
     def _release(self) -> None:
-        """Leave nothing behind: group members, pipes, ready file, temp dir."""
+        """Leave nothing behind: the process, group members, pipes, ready file, temp dir."""
+        if self.is_alive():
+            self.send_signal(signal.SIGKILL)
+            self.wait_exit(5)
         if self.process_group:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)

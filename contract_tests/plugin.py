@@ -11,7 +11,10 @@ import fnmatch
 import json
 import os
 import shlex
+import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -122,6 +125,10 @@ def _validate_worker_cmd(value: str | None, where: str) -> tuple[str, ...]:
         raise pytest.UsageError(f"Invalid worker command from {where}: {err}") from None
     if not argv:
         raise pytest.UsageError(f"Invalid worker command from {where}: it is empty")
+    if shutil.which(argv[0]) is None:
+        raise pytest.UsageError(
+            f"Invalid worker command from {where}: {argv[0]!r} is not an executable file or on PATH"
+        )
     return tuple(argv)
 
 
@@ -144,7 +151,14 @@ def resolve_settings(config: pytest.Config) -> Settings:
     )
 
 
+def _interrupt_on_sigterm() -> None:
+    """CI runners stop jobs with SIGTERM: turn it into Ctrl-C so teardown still stops every worker."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _interrupt_on_sigterm()
     config.addinivalue_line("markers", "clause(id): the contract clause this test checks")
     config.addinivalue_line("markers", "requires_tools(*names): contract tools the check needs")
     config.stash[_SETTINGS] = resolve_settings(config)

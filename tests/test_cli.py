@@ -68,3 +68,9 @@ def test_environment_setting_is_used_and_named(pytester: pytest.Pytester, monkey
     monkeypatch.setenv("SNAKEPIT_CONTRACT_PROFILE", "nonsense")
     result = pytester.runpytest_subprocess()
     result.stderr.fnmatch_lines(["*Invalid profile from SNAKEPIT_CONTRACT_PROFILE*"])
+
+
+def test_missing_worker_executable_is_a_usage_error(tmp_path: Path) -> None:
+    """Ensure a worker command that cannot run stops the run at once with the usage code."""
+    code = cli.main(["run", "--worker-cmd", "/nonexistent/worker --flag", "-n", "0", "--report-dir", str(tmp_path)])
+    assert code == cli.EXIT_USAGE
