@@ -1,26 +1,30 @@
-"""Clauses: stable ids, levels and one-sentence requirements, tied to test functions.
+"""Clauses: the catalogue (catalogue.toml) and the decorator that ties test functions to it.
 
-Adding a check is one small test function decorated with `@clause(...)`. The
-decorator records the clause in `REGISTRY` (so clauses can be listed without
-starting a worker) and marks the test so the plugin can select it by id, skip
-it for other profiles and name it in every report.
+The catalogue is data: id, level, profiles, requirement and facts section of
+every clause. Adding a check is one entry there plus one small test function
+decorated with `@clause("AREA-NNN")`; the decorator records which tests check
+which clause (for traceability) and marks the test so the plugin can select
+it by id, skip it for other profiles and name it in every report.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from contract_tests.profiles import PROFILES
 
 F = TypeVar("F", bound=Callable[..., object])
-_ID = re.compile(r"^[A-Z]+-\d{3}$")
-ALL_PROFILES = frozenset(PROFILES)
+CATALOGUE_PATH = Path(__file__).with_name("catalogue.toml")
+_ID = re.compile(r"^([A-Z]+)-\d{3}$")
 
 
 class Level(Enum):
@@ -43,35 +47,56 @@ class Clause:
     requirement: str
     profiles: frozenset[str]
     facts: str
-    test_name: str
-
-    @property
-    def area(self) -> str:
-        return self.id.split("-")[0]
+    area: str
+    area_title: str
 
 
-REGISTRY: dict[str, Clause] = {}
+class CatalogueError(ValueError):
+    """The catalogue file is malformed; names the clause and the problem."""
 
 
-def clause(
-    clause_id: str,
-    level: Level,
-    requirement: str,
-    *,
-    profiles: Iterable[str] = ALL_PROFILES,
-    facts: str = "",
-) -> Callable[[F], F]:
-    """Declare the clause a test checks; ids are `AREA-NNN` and never reused."""
-    if not _ID.match(clause_id):
-        raise ValueError(f"clause id {clause_id!r} must look like AREA-NNN")
-    chosen = frozenset(profiles)
-    if unknown := chosen - ALL_PROFILES:
-        raise ValueError(f"clause {clause_id}: unknown profiles {sorted(unknown)}")
+def _parse_clause(clause_id: str, entry: dict[str, Any], areas: dict[str, str]) -> Clause:
+    match = _ID.match(clause_id)
+    if not match:
+        raise CatalogueError(f"clause id {clause_id!r} must look like AREA-NNN")
+    area = match.group(1)
+    if area not in areas:
+        raise CatalogueError(f"{clause_id}: area {area!r} is not listed in [areas]")
+    try:
+        level = Level(entry["level"])
+        profiles = frozenset(entry["profiles"])
+        requirement, facts = str(entry["requirement"]), str(entry["facts"])
+    except (KeyError, ValueError) as err:
+        raise CatalogueError(f"{clause_id}: needs level (MUST/SHOULD/MAY), profiles, requirement, facts: {err}") \
+            from None
+    if not profiles or profiles - set(PROFILES):
+        raise CatalogueError(f"{clause_id}: profiles must be a non-empty subset of {sorted(PROFILES)}")
+    if level.value not in requirement:
+        raise CatalogueError(f"{clause_id}: the requirement sentence must say {level.value}")
+    return Clause(clause_id, level, requirement, profiles, facts, area, areas[area])
+
+
+def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Clause]:
+    """Parse and validate the catalogue; raise CatalogueError on the first problem."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    areas = data.get("areas", {})
+    return {cid: _parse_clause(cid, entry, areas) for cid, entry in sorted(data.get("clauses", {}).items())}
+
+
+REGISTRY: dict[str, Clause] = load_catalogue()
+# Which test functions check each clause, filled in as clause modules are imported.
+TESTS: defaultdict[str, list[str]] = defaultdict(list)
+
+
+def clause(clause_id: str) -> Callable[[F], F]:
+    """Declare the catalogue clause a test checks."""
+    if clause_id not in REGISTRY:
+        raise CatalogueError(f"@clause({clause_id!r}) names no clause in {CATALOGUE_PATH.name}")
 
     def mark(test: F) -> F:
-        if clause_id in REGISTRY and REGISTRY[clause_id].test_name != test.__name__:
-            raise ValueError(f"clause id {clause_id} used twice ({REGISTRY[clause_id].test_name})")
-        REGISTRY[clause_id] = Clause(clause_id, level, requirement, chosen, facts, test.__name__)
+        name = f"{test.__module__}.{getattr(test, '__name__', repr(test))}"
+        if name not in TESTS[clause_id]:
+            TESTS[clause_id].append(name)
         marked: F = pytest.mark.clause(clause_id)(test)
         return marked
 

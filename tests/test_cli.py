@@ -74,3 +74,4 @@ def test_missing_worker_executable_is_a_usage_error(tmp_path: Path) -> None:
     """Ensure a worker command that cannot run stops the run at once with the usage code."""
     code = cli.main(["run", "--worker-cmd", "/nonexistent/worker --flag", "-n", "0", "--report-dir", str(tmp_path)])
     assert code == cli.EXIT_USAGE
+

@@ -6,7 +6,7 @@ import re
 import socket
 import time
 
-from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.clause import clause, requires_tools
 from contract_tests.client import CORRELATION_HEADER, WorkerClient
 from contract_tests.codec import is_json
 from contract_tests.errors import expect
@@ -15,7 +15,6 @@ from contract_tests.plugin import Launch
 from contract_tests.profiles import Profile
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 
-V013 = ["snakepit-0.13"]
 # Snakepit >= 0.6.8 ToolRegistry rule (facts §4.2).
 VALID_TOOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 
@@ -27,8 +26,7 @@ def _free_port() -> int:
         return port
 
 
-@clause("CALLBACK-001", SHOULD, "A worker started before the Elixir side SHOULD wait for it, not exit.",
-        facts="§2.6")
+@clause("CALLBACK-001")
 @requires_tools("contract.call_elixir")
 def test_waits_for_late_elixir_side(launch: Launch, profile: Profile) -> None:
     late = HostEmulator(profile)
@@ -50,9 +48,7 @@ def test_waits_for_late_elixir_side(launch: Launch, profile: Profile) -> None:
         late.stop()
 
 
-@clause("CALLBACK-002", MUST,
-        "Tools the worker registers MUST have names Snakepit accepts (1-64 ASCII letters, digits, _.-).",
-        facts="§4.2")
+@clause("CALLBACK-002")
 @requires_tools("contract.register_tools")
 def test_registered_tool_names_valid(client: WorkerClient, host: HostEmulator) -> None:
     host.clear_calls()
@@ -69,8 +65,7 @@ def test_registered_tool_names_valid(client: WorkerClient, host: HostEmulator) -
            "success=true", reply.value)
 
 
-@clause("CALLBACK-003", MUST, "ExecuteElixirTool parameters MUST be JSON text in Any.value, and the result returned.",
-        facts="§4.2, §9.12")
+@clause("CALLBACK-003")
 @requires_tools("contract.call_elixir")
 def test_call_elixir_round_trip(client: WorkerClient, host: HostEmulator) -> None:
     params = {"text": "hé", "n": 7, "flag": True, "nothing": None, "nested": {"k": [1, 2]}}
@@ -84,8 +79,7 @@ def test_call_elixir_round_trip(client: WorkerClient, host: HostEmulator) -> Non
            reply.error.raw if reply.error else reply.value)
 
 
-@clause("CALLBACK-004", SHOULD, "The worker SHOULD propagate the correlation id on its calls into Elixir.",
-        profiles=V013, facts="§3.9")
+@clause("CALLBACK-004")
 @requires_tools("contract.call_elixir")
 def test_propagates_correlation_id(client: WorkerClient, host: HostEmulator) -> None:
     host.clear_calls()
@@ -97,8 +91,7 @@ def test_propagates_correlation_id(client: WorkerClient, host: HostEmulator) -> 
     expect(seen == "corr-cb-4", "correlation id on the call into Elixir", "corr-cb-4", seen)
 
 
-@clause("CALLBACK-005", MUST, "An Elixir tool failure MUST come back as success=false, and the worker keep serving.",
-        facts="§4.2")
+@clause("CALLBACK-005")
 @requires_tools("contract.call_elixir")
 def test_elixir_failure_is_application_error(client: WorkerClient) -> None:
     reply = client.execute("contract.call_elixir", {"tool": "elixir_fail", "parameters": {"message": "nope"}})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 
-from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.clause import clause, requires_tools
 from contract_tests.client import CHANNEL_OPTIONS
 from contract_tests.errors import ContractViolation, WorkerStartError, expect
 from contract_tests.host import HostEmulator
@@ -19,7 +19,6 @@ from contract_tests.profiles import Profile
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
-V06, V013 = ["snakepit-0.6"], ["snakepit-0.13"]
 # Exit statuses Snakepit accepts after its own SIGTERM: 0, or death by SIGTERM (143 from a shell).
 GRACEFUL_STATUSES = {0, -signal.SIGTERM, 128 + signal.SIGTERM}
 
@@ -56,39 +55,34 @@ def _socket_owners(inodes: set[str]) -> set[int]:
     return owners
 
 
-@clause("PROC-001", MUST, "The worker MUST start from Snakepit's command line and environment and become ready.",
-        facts="§2.1")
+@clause("PROC-001")
 def test_starts_from_snakepit_command_line(launch: Launch) -> None:
     worker = _started(launch)
     expect(worker.is_alive(), "the worker exited right after readiness", "alive", worker.poll())
 
 
-@clause("PROC-002", MUST, "The worker MUST ignore command-line flags it does not know.", facts="§2.1")
+@clause("PROC-002")
 def test_ignores_unknown_flags(launch: Launch) -> None:
     _started(launch, extra_args=["--snakepit-future-flag", "value", "--another-new-switch"])
 
 
-@clause("PROC-003", MUST, "Given --port 0, the worker MUST bind an OS-assigned port and report that port.",
-        facts="§2.2")
+@clause("PROC-003")
 def test_reports_the_port_it_bound(worker: WorkerProcess) -> None:
     expect(worker.port and 0 < worker.port < 65536, "reported port", "1..65535", worker.port)
     expect("--port" in worker.argv and "0" in worker.argv, "launch flags", "--port 0 passed", worker.argv)
 
 
-@clause("PROC-004", MUST, "The worker MUST write its decimal port to SNAKEPIT_READY_FILE once it listens.",
-        profiles=V013, facts="§2.3")
+@clause("PROC-004")
 def test_writes_port_to_ready_file(launch: Launch) -> None:
     _started(launch)
 
 
-@clause("PROC-005", MUST, "The worker MUST print one line GRPC_READY:<port> on stdout or stderr once it listens.",
-        profiles=V06, facts="§2.3")
+@clause("PROC-005")
 def test_prints_grpc_ready_line(launch: Launch) -> None:
     _started(launch)
 
 
-@clause("PROC-006", MUST, "The worker MUST signal readiness only once its gRPC server accepts calls.",
-        facts="§2.3")
+@clause("PROC-006")
 def test_ready_only_once_listening(launch: Launch) -> None:
     worker = launch(start=False)
     try:
@@ -105,8 +99,7 @@ def test_ready_only_once_listening(launch: Launch) -> None:
                 "OK", f"{err.code().name}: {err.details()}") from err
 
 
-@clause("PROC-007", MUST, "The worker MUST become ready within Snakepit's 30 s readiness deadline.",
-        facts="§2.3, §2.5")
+@clause("PROC-007")
 def test_ready_within_deadline(launch: Launch, contract_settings: Settings, profile: Profile) -> None:
     worker = _started(launch)
     limit = profile.readiness_timeout_s * contract_settings.timeout_scale
@@ -114,8 +107,7 @@ def test_ready_within_deadline(launch: Launch, contract_settings: Settings, prof
            "spawn-to-ready time", f"<= {limit:.0f} s", f"{worker.ready_after_s} s")
 
 
-@clause("PROC-008", MUST, "The spawned process MUST be the worker: it stays alive and owns the listening socket.",
-        facts="§2.1")
+@clause("PROC-008")
 def test_spawned_pid_is_the_worker(worker: WorkerProcess) -> None:
     assert worker.port is not None
     owners = _socket_owners(_listening_inodes(worker.port))
@@ -132,8 +124,7 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-@clause("PROC-009", SHOULD, "With SNAKEPIT_PROCESS_GROUP=1 the worker SHOULD lead its own process group by readiness.",
-        profiles=V013, facts="§2.7")
+@clause("PROC-009")
 def test_leads_process_group_when_asked(worker: WorkerProcess) -> None:
     expect(worker.process_group, "process group at readiness (+250 ms)", f"pgid == pid {worker.pid}",
            f"pgid {worker.pgid()}")
@@ -148,14 +139,12 @@ def _expect_graceful(worker: WorkerProcess, profile: Profile) -> None:
            result.exit_status)
 
 
-@clause("PROC-010", MUST, "On SIGTERM the worker MUST exit within the grace period with status 0 or 143.",
-        facts="§2.7")
+@clause("PROC-010")
 def test_sigterm_exits_within_grace(launch: Launch, profile: Profile) -> None:
     _expect_graceful(_started(launch), profile)
 
 
-@clause("PROC-011", MUST, "On SIGTERM during a running call the worker MUST still exit within the grace period.",
-        facts="§2.7")
+@clause("PROC-011")
 @requires_tools("contract.sleep")
 def test_sigterm_during_call_exits_within_grace(launch: Launch, profile: Profile) -> None:
     worker = _started(launch)
@@ -166,7 +155,7 @@ def test_sigterm_during_call_exits_within_grace(launch: Launch, profile: Profile
     call.cancel()
 
 
-@clause("PROC-012", MUST, "The worker MUST NOT exit on its own while healthy.", facts="§2.8")
+@clause("PROC-012")
 def test_does_not_exit_while_healthy(launch: Launch, profile: Profile) -> None:
     worker = _started(launch)
     # Long enough for a heartbeat at 0.13 (every 2 s) and for an early self-exit to show.
@@ -175,8 +164,7 @@ def test_does_not_exit_while_healthy(launch: Launch, profile: Profile) -> None:
            f"exit status {status}")
 
 
-@clause("PROC-013", SHOULD, "The worker SHOULD exit by itself within 30 s once the Elixir side stops answering.",
-        facts="§2.9, §6.B")
+@clause("PROC-013")
 def test_exits_when_elixir_side_disappears(
     launch: Launch, profile: Profile, contract_settings: Settings
 ) -> None:
@@ -191,8 +179,7 @@ def test_exits_when_elixir_side_disappears(
            "still running")
 
 
-@clause("PROC-014", SHOULD, "The worker SHOULD exit by itself within 10 s when its stdin pipe reaches EOF.",
-        facts="§2.9")
+@clause("PROC-014")
 def test_exits_on_stdin_eof(launch: Launch, contract_settings: Settings) -> None:
     worker = _started(launch)
     worker.close_stdin()
@@ -202,8 +189,7 @@ def test_exits_on_stdin_eof(launch: Launch, contract_settings: Settings) -> None
            "still running")
 
 
-@clause("PROC-015", MUST, "The worker MUST accept gRPC connections on the IPv4 loopback 127.0.0.1.",
-        facts="§2.2")
+@clause("PROC-015")
 def test_reachable_on_ipv4_loopback(worker: WorkerProcess) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{worker.port}") as channel:
         try:
@@ -212,8 +198,7 @@ def test_reachable_on_ipv4_loopback(worker: WorkerProcess) -> None:
             raise ContractViolation("Ping over 127.0.0.1", "OK", f"{err.code().name}: {err.details()}") from err
 
 
-@clause("PROC-016", MUST, "The worker MUST keep --snakepit-run-id and the instance flags in its command line.",
-        facts="§2.9")
+@clause("PROC-016")
 def test_keeps_run_id_in_command_line(worker: WorkerProcess, profile: Profile) -> None:
     cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     pairs = [("--snakepit-run-id", worker.spec.run_id)]
@@ -224,8 +209,7 @@ def test_keeps_run_id_in_command_line(worker: WorkerProcess, profile: Profile) -
         expect(found, f"{flag} in /proc/{worker.pid}/cmdline", f"{flag} {value}", " ".join(cmdline))
 
 
-@clause("PROC-017", SHOULD, "The worker SHOULD keep its output low: under 64 KiB from start through 20 calls.",
-        facts="§2.10")
+@clause("PROC-017")
 def test_output_stays_low(launch: Launch) -> None:
     worker = _started(launch)
     assert worker.client is not None and worker.output is not None

@@ -8,13 +8,12 @@ from typing import Any
 
 import grpc
 
-from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.clause import clause, requires_tools
 from contract_tests.client import StreamResult, WorkerClient
 from contract_tests.codec import is_json, parse_error
 from contract_tests.errors import expect
 from contract_tests.plugin import Settings
 
-V06, V013 = ["snakepit-0.6"], ["snakepit-0.13"]
 STREAM = "contract.stream"
 
 
@@ -26,14 +25,13 @@ def _ended_ok(result: StreamResult) -> None:
     expect(result.code is grpc.StatusCode.OK, "stream status", "OK", f"{result.code.name}: {result.details}")
 
 
-@clause("STREAM-001", MUST, "A stream MUST end with status OK after its last chunk.", facts="§3.7")
+@clause("STREAM-001")
 @requires_tools(STREAM)
 def test_stream_ends_ok(client: WorkerClient) -> None:
     _ended_ok(_stream(client))
 
 
-@clause("STREAM-002", MUST, "Chunk ids MUST be unique within a stream (only a final chunk may leave it empty).",
-        facts="§3.7")
+@clause("STREAM-002")
 @requires_tools(STREAM)
 def test_chunk_ids_unique(client: WorkerClient) -> None:
     result = _stream(client, count=20)
@@ -41,16 +39,14 @@ def test_chunk_ids_unique(client: WorkerClient) -> None:
     expect(len(ids) == len(set(ids)) and all(ids), "chunk ids", "unique, non-empty", ids)
 
 
-@clause("STREAM-003", MUST, "At 0.6 the data of every non-final chunk MUST be JSON (Snakepit decodes it strictly).",
-        profiles=V06, facts="§3.7, §9.4")
+@clause("STREAM-003")
 @requires_tools(STREAM)
 def test_chunk_data_is_json(client: WorkerClient) -> None:
     for chunk in _stream(client).payload_chunks:
         expect(is_json(chunk.data), f"data of chunk {chunk.chunk_id!r}", "JSON", chunk.data[:80])
 
 
-@clause("STREAM-004", SHOULD, "Chunk data SHOULD be a JSON object (Snakepit merges it into the chunk map).",
-        profiles=V013, facts="§3.7")
+@clause("STREAM-004")
 @requires_tools(STREAM)
 def test_chunk_data_is_json_object(client: WorkerClient) -> None:
     for chunk in _stream(client).payload_chunks:
@@ -61,7 +57,7 @@ def test_chunk_data_is_json_object(client: WorkerClient) -> None:
         expect(isinstance(data, dict), f"data of chunk {chunk.chunk_id!r}", "a JSON object", chunk.data[:80])
 
 
-@clause("STREAM-005", MUST, "At most one chunk MAY be final, and it MUST be the last chunk.", facts="§3.7")
+@clause("STREAM-005")
 @requires_tools(STREAM)
 def test_final_chunk_is_last(client: WorkerClient) -> None:
     result = _stream(client)
@@ -70,22 +66,21 @@ def test_final_chunk_is_last(client: WorkerClient) -> None:
            "at most one, the last", f"{finals} of {len(result.chunks)}")
 
 
-@clause("STREAM-006", SHOULD, "A stream SHOULD mark exactly one chunk is_final=true.", facts="§3.7")
+@clause("STREAM-006")
 @requires_tools(STREAM)
 def test_exactly_one_final_chunk(client: WorkerClient) -> None:
     result = _stream(client)
     expect(len(result.final_chunks) == 1, "is_final chunks", "exactly 1", len(result.final_chunks))
 
 
-@clause("STREAM-007", MUST, "At 0.6 the final chunk MUST carry no data (Snakepit 0.6 drops it).",
-        profiles=V06, facts="§3.7, §9.4")
+@clause("STREAM-007")
 @requires_tools(STREAM)
 def test_final_chunk_empty(client: WorkerClient) -> None:
     for chunk in _stream(client).final_chunks:
         expect(chunk.data == b"", "data of the final chunk", "empty", chunk.data[:80])
 
 
-@clause("STREAM-008", MUST, "Every item the tool produces MUST arrive, in order, as one chunk.", facts="§3.7")
+@clause("STREAM-008")
 @requires_tools(STREAM)
 def test_all_items_in_order(client: WorkerClient) -> None:
     result = _stream(client, count=12)
@@ -94,8 +89,7 @@ def test_all_items_in_order(client: WorkerClient) -> None:
     expect(indexes == list(range(12)), "indexes of payload chunks", str(list(range(12))), indexes)
 
 
-@clause("STREAM-009", MUST, "A failure mid-stream MUST end the stream with a non-OK status after the chunks so far.",
-        facts="§3.6, §9.4")
+@clause("STREAM-009")
 @requires_tools(STREAM)
 def test_mid_stream_failure_non_ok(client: WorkerClient) -> None:
     result = _stream(client, count=10, fail_after=3, type="RuntimeError", message="stream broke")
@@ -103,8 +97,7 @@ def test_mid_stream_failure_non_ok(client: WorkerClient) -> None:
     expect(len(result.payload_chunks) == 3, "chunks before the failure", "3", len(result.payload_chunks))
 
 
-@clause("STREAM-010", SHOULD, "At 0.13 a mid-stream failure SHOULD be INTERNAL with the JSON error as message.",
-        profiles=V013, facts="§3.6")
+@clause("STREAM-010")
 @requires_tools(STREAM)
 def test_mid_stream_failure_internal_json(client: WorkerClient) -> None:
     result = _stream(client, count=10, fail_after=2, type="RuntimeError", message="stream broke")
@@ -114,7 +107,7 @@ def test_mid_stream_failure_internal_json(client: WorkerClient) -> None:
            '{"type": "RuntimeError", "message": "stream broke", ...}', result.details)
 
 
-@clause("STREAM-011", MUST, "When the caller cancels a stream the worker MUST stop producing chunks.", facts="§3.7")
+@clause("STREAM-011")
 @requires_tools(STREAM, "contract.whoami")
 def test_cancel_stops_production(client: WorkerClient, contract_settings: Settings) -> None:
     call = client.stream_call(STREAM, {"count": 100_000, "interval_ms": 20}, timeout=60)
@@ -129,8 +122,7 @@ def test_cancel_stops_production(client: WorkerClient, contract_settings: Settin
     expect(after == before, "chunks produced after cancellation", "no more", f"{before} -> {after}")
 
 
-@clause("STREAM-012", MUST, "An unknown streaming tool MUST end the stream promptly and keep the worker serving.",
-        facts="§3.7")
+@clause("STREAM-012")
 def test_unknown_streaming_tool(client: WorkerClient) -> None:
     result = client.stream("contract.no-such-stream", {}, timeout=10)
     expect(result.code is not grpc.StatusCode.DEADLINE_EXCEEDED, "unknown streaming tool", "a prompt end",

@@ -12,14 +12,13 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 
-from contract_tests.clause import MUST, SHOULD, clause, requires_tools
+from contract_tests.clause import clause, requires_tools
 from contract_tests.client import WorkerClient
 from contract_tests.codec import STRING_VALUE_TYPE_URL, ToolReply, encode_json, is_json
 from contract_tests.errors import ContractViolation, expect
 from contract_tests.payloads import json_values
 from contract_tests.profiles import Profile
 
-V06, V013 = ["snakepit-0.6"], ["snakepit-0.13"]
 MIB = 1024 * 1024
 
 
@@ -46,14 +45,13 @@ def _round_trip(client: WorkerClient, names: list[str]) -> None:
                json.dumps(sent[name]), json.dumps(echoed) if not isinstance(echoed, bytes) else repr(echoed))
 
 
-@clause("TOOL-001", MUST, "The worker MUST JSON-decode every parameter's Any.value (StringValue type_url).",
-        facts="§3.4")
+@clause("TOOL-001")
 @requires_tools("contract.echo")
 def test_decodes_every_json_type(client: WorkerClient) -> None:
     _round_trip(client, ["string", "empty_string", "list", "object", "empty_object", "empty_list", "deep"])
 
 
-@clause("TOOL-002", MUST, "The worker MUST decode parameters as JSON whatever their type_url says.", facts="§3.4")
+@clause("TOOL-002")
 @requires_tools("contract.echo")
 def test_decodes_json_whatever_type_url(client: WorkerClient) -> None:
     request, headers = client.tool_request("contract.echo")
@@ -65,7 +63,7 @@ def test_decodes_json_whatever_type_url(client: WorkerClient) -> None:
         expect(isinstance(got, dict) and got.get(key) == {"k": [1, 2]}, f"parameter {key}", '{"k": [1, 2]}', got)
 
 
-@clause("TOOL-003", MUST, "A successful result MUST be set, as UTF-8 JSON text in result.value.", facts="§3.5")
+@clause("TOOL-003")
 @requires_tools("contract.echo")
 def test_result_is_json(client: WorkerClient) -> None:
     reply = client.execute("contract.echo", {"x": 1})
@@ -74,7 +72,7 @@ def test_result_is_json(client: WorkerClient) -> None:
     expect(is_json(reply.response.result.value), "result.value", "JSON text", reply.response.result.value[:80])
 
 
-@clause("TOOL-004", MUST, "Integers MUST come back as integers (42, not 42.0).", facts="§3.5, §9.5")
+@clause("TOOL-004")
 @requires_tools("contract.echo", "contract.add")
 def test_integers_stay_integers(client: WorkerClient) -> None:
     _round_trip(client, ["int", "negative_int", "zero", "big_int"])
@@ -82,19 +80,19 @@ def test_integers_stay_integers(client: WorkerClient) -> None:
     expect(_typed(total) == ("int", 42), "contract.add 40 + 2", "42", json.dumps(total))
 
 
-@clause("TOOL-005", MUST, "null MUST come back as null (not a string such as \"None\").", facts="§3.5, §9.5")
+@clause("TOOL-005")
 @requires_tools("contract.echo")
 def test_null_stays_null(client: WorkerClient) -> None:
     _round_trip(client, ["null"])
 
 
-@clause("TOOL-006", MUST, "Booleans MUST come back as booleans (not 1.0/0.0).", facts="§3.5, §9.5")
+@clause("TOOL-006")
 @requires_tools("contract.echo")
 def test_booleans_stay_booleans(client: WorkerClient) -> None:
     _round_trip(client, ["true", "false"])
 
 
-@clause("TOOL-007", MUST, "Floats, unicode text and escapes MUST round-trip unchanged.", facts="§3.5")
+@clause("TOOL-007")
 @requires_tools("contract.echo", "contract.add")
 def test_floats_and_text_round_trip(client: WorkerClient) -> None:
     _round_trip(client, ["float", "float_with_zero_fraction", "tiny_float", "unicode", "escapes"])
@@ -108,8 +106,7 @@ def _expect_application_error(reply: ToolReply, what: str) -> None:
            reply.response.error_message)
 
 
-@clause("TOOL-008", MUST, "An unknown tool MUST give success=false with an error_message and gRPC status OK.",
-        facts="§3.6, §9.3")
+@clause("TOOL-008")
 def test_unknown_tool_is_application_error(client: WorkerClient) -> None:
     try:
         reply = client.execute("contract.no-such-tool", {"x": 1})
@@ -118,8 +115,7 @@ def test_unknown_tool_is_application_error(client: WorkerClient) -> None:
     _expect_application_error(reply, "unknown tool")
 
 
-@clause("TOOL-009", MUST, "A tool that fails MUST give success=false with an error_message and gRPC status OK.",
-        facts="§3.6, §9.3")
+@clause("TOOL-009")
 @requires_tools("contract.fail")
 def test_failing_tool_is_application_error(client: WorkerClient) -> None:
     try:
@@ -129,8 +125,7 @@ def test_failing_tool_is_application_error(client: WorkerClient) -> None:
     _expect_application_error(reply, "contract.fail")
 
 
-@clause("TOOL-010", MUST, "At 0.13 error_message MUST be a JSON object with string type and message.",
-        profiles=V013, facts="§3.6")
+@clause("TOOL-010")
 @requires_tools("contract.fail")
 def test_error_message_is_structured_json(client: WorkerClient) -> None:
     reply = client.execute("contract.fail", {"type": "KeyError", "message": "missing key 'k'"})
@@ -141,8 +136,7 @@ def test_error_message_is_structured_json(client: WorkerClient) -> None:
            "KeyError / missing key 'k'", f"{reply.error.type} / {reply.error.message}")
 
 
-@clause("TOOL-011", MUST, "At 0.6 error_message MUST be readable text that carries the error's message.",
-        profiles=V06, facts="§3.6")
+@clause("TOOL-011")
 @requires_tools("contract.fail")
 def test_error_message_is_text(client: WorkerClient) -> None:
     reply = client.execute("contract.fail", {"type": "RuntimeError", "message": "it broke"})
@@ -160,8 +154,7 @@ class _Detonator:
         return (Path.write_text, (Path(self.marker), "unpickled"))  # type: ignore[return-value]
 
 
-@clause("TOOL-012", MUST, "Binary parameters MUST be handled as opaque bytes and never deserialised.",
-        facts="§3.4")
+@clause("TOOL-012")
 @requires_tools("contract.binary")
 def test_binary_parameters_opaque(client: WorkerClient) -> None:
     with tempfile.TemporaryDirectory() as scratch:
@@ -178,8 +171,7 @@ def test_binary_parameters_opaque(client: WorkerClient) -> None:
                "unchanged bytes", digests.get(key))
 
 
-@clause("TOOL-013", MUST, "binary_result MUST reach the caller as the exact bytes the tool produced.",
-        profiles=V013, facts="§3.5")
+@clause("TOOL-013")
 @requires_tools("contract.binary")
 def test_binary_result(client: WorkerClient) -> None:
     data = b"\x00\xffsnakepit\x80" * 1000
@@ -188,7 +180,7 @@ def test_binary_result(client: WorkerClient) -> None:
     expect(reply.binary == data, "binary_result", f"{len(data)} bytes echoed", len(reply.binary or b""))
 
 
-@clause("TOOL-014", SHOULD, "The worker SHOULD accept a 50 MiB request.", facts="§3.1")
+@clause("TOOL-014")
 @requires_tools("contract.binary")
 def test_accepts_50_mib_request(client: WorkerClient) -> None:
     data = b"s" * (50 * MIB)
@@ -198,7 +190,7 @@ def test_accepts_50_mib_request(client: WorkerClient) -> None:
            str(len(data)), got)
 
 
-@clause("TOOL-015", SHOULD, "The worker SHOULD return a 50 MiB reply.", facts="§3.1")
+@clause("TOOL-015")
 @requires_tools("contract.blob")
 def test_returns_50_mib_reply(client: WorkerClient) -> None:
     size = 50 * MIB
@@ -207,7 +199,7 @@ def test_returns_50_mib_reply(client: WorkerClient) -> None:
            len(got.get("data", "")) if isinstance(got, dict) else got)
 
 
-@clause("TOOL-016", SHOULD, "ExecuteToolResponse.execution_time_ms SHOULD give the tool's run time.", facts="§3.5")
+@clause("TOOL-016")
 @requires_tools("contract.sleep")
 def test_execution_time_set(client: WorkerClient) -> None:
     reply = client.execute("contract.sleep", {"seconds": 0.2})
@@ -216,8 +208,7 @@ def test_execution_time_set(client: WorkerClient) -> None:
     expect(150 <= ms <= 10_000, "execution_time_ms of a 200 ms call", "about 200", ms)
 
 
-@clause("TOOL-017", MUST, "The worker MUST accept Snakepit's metadata: correlation id (metadata and header) and more.",
-        profiles=V013, facts="§3.9")
+@clause("TOOL-017")
 @requires_tools("contract.echo")
 def test_accepts_correlation_metadata(client: WorkerClient) -> None:
     request, headers = client.tool_request("contract.echo", {"x": 1}, correlation_id="corr-contract-17")
@@ -225,7 +216,7 @@ def test_accepts_correlation_metadata(client: WorkerClient) -> None:
     _ok(client.execute_request(request, headers), "contract.echo with correlation metadata")
 
 
-@clause("TOOL-018", MUST, "ExecuteTool MUST work for a session never initialized on the worker.", facts="§5")
+@clause("TOOL-018")
 @requires_tools("contract.echo")
 def test_execute_without_initialize_session(client: WorkerClient, profile: Profile) -> None:
     request, headers = client.tool_request("contract.echo", {"fresh": True})
@@ -234,8 +225,7 @@ def test_execute_without_initialize_session(client: WorkerClient, profile: Profi
     expect(got == {"fresh": True}, "echo result", "{'fresh': True}", got)
 
 
-@clause("TOOL-019", MUST, "A parameter that is not JSON MUST give success=false, never a crash or non-OK status.",
-        facts="§3.4, §3.6")
+@clause("TOOL-019")
 @requires_tools("contract.echo")
 def test_invalid_json_parameter(client: WorkerClient) -> None:
     request, headers = client.tool_request("contract.echo")

@@ -1,0 +1,42 @@
+"""Self-tests of the clause catalogue (contract_tests/catalogue.toml) and its traceability."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from contract_tests import cli
+from contract_tests.clause import TESTS, CatalogueError, load_catalogue
+
+
+def test_every_clause_has_a_test_and_every_test_a_clause() -> None:
+    """Ensure traceability both ways: catalogue clauses are checked, clause tests name catalogue clauses."""
+    registry = cli.load_clauses()
+    assert sorted(registry) == sorted(TESTS), set(registry) ^ set(TESTS)
+
+
+def test_requirement_sentences_are_one_line_and_cite_facts() -> None:
+    """Ensure each clause reads as one sentence and rests on a facts section."""
+    for found in load_catalogue().values():
+        assert found.requirement.endswith(".") and "\n" not in found.requirement, found.id
+        assert found.facts.startswith("§"), found.id
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ('[clauses.PROC-1]\nlevel="MUST"', "AREA-NNN"),
+        ('[clauses.ZZZ-001]\nlevel="MUST"', "not listed in [areas]"),
+        ('[clauses.PROC-001]\nlevel="OUGHT"\nprofiles=["snakepit-0.6"]\nrequirement="x"\nfacts="§1"', "MUST/SHOULD"),
+        ('[clauses.PROC-001]\nlevel="MUST"\nprofiles=["snakepit-9"]\nrequirement="x MUST"\nfacts="§1"', "subset"),
+        ('[clauses.PROC-001]\nlevel="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x SHOULD"\nfacts="§1"', "say MUST"),
+    ],
+)
+def test_malformed_catalogue_is_rejected_with_the_clause_named(tmp_path: Path, entry: str, problem: str) -> None:
+    """Ensure catalogue mistakes are caught at load time with a message naming the clause."""
+    path = tmp_path / "catalogue.toml"
+    path.write_text('[areas]\nPROC = "Process"\n\n' + entry + "\n")
+    with pytest.raises(CatalogueError, match=re.escape(problem)):
+        load_catalogue(path)
