@@ -35,6 +35,7 @@ class WorkerStartError(RuntimeError):
 
 def expect(condition: object, what: str, expected: Sequence[str] | str, actual: object) -> None:
     """Raise a ContractViolation unless condition holds."""
+    __tracebackhide__ = True
     if not condition:
         raise ContractViolation(what, expected, actual if isinstance(actual, str) else repr(actual))
 

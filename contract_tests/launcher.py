@@ -328,6 +328,13 @@ class WorkerProcess:
             )
             self.heartbeat.start()
 
+    def detach_snakepit_side(self) -> None:
+        """Stop what Snakepit's side runs against the worker (heartbeat, telemetry), as if the BEAM died."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.telemetry is not None:
+            self.telemetry.close()
+
     def _heartbeat_failed(self, reason: str) -> None:
         # A dependent worker is stopped at once (facts §6.A): graceful path at 0.13.
         self.events.append(f"stopped by the heartbeat monitor: {reason}")
@@ -390,7 +397,8 @@ class WorkerProcess:
 
     def evidence(self) -> str:
         """Exit status, events, last output and the client trace, for failure reports."""
-        lines = [f"worker argv: {' '.join(self.argv)}", f"exit status: {self.poll()}"]
+        status = self.poll()
+        lines = [f"worker argv: {' '.join(self.argv)}", f"exit status: {'still running' if status is None else status}"]
         lines += self.events
         if self.client is not None:
             lines += ["--- gRPC trace (last calls) ---", *self.client.trace]
@@ -399,10 +407,7 @@ class WorkerProcess:
 
     # -- shutdown ----------------------------------------------------------------------------------
     def _stop_links(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-        if self.telemetry is not None:
-            self.telemetry.close()
+        self.detach_snakepit_side()
         if self.client is not None:
             self.client.close()
 

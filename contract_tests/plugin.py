@@ -26,6 +26,7 @@ import pytest
 from contract_tests import launcher
 from contract_tests.clause import REGISTRY, Clause
 from contract_tests.client import WorkerClient
+from contract_tests.codec import ToolError
 from contract_tests.errors import ContractViolation
 from contract_tests.host import HostEmulator
 from contract_tests.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
@@ -371,6 +372,14 @@ def launch(
         worker.stop()
 
 
+def _brief(error: ToolError | None) -> str:
+    """One short line for a skip reason: type and message, or the first line of the raw text."""
+    if error is None:
+        return "no error message"
+    text = f"{error.type}: {error.message}" if error.structured else error.raw.strip().split("\n", 1)[0]
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 @pytest.fixture(scope="module")
 def catalogue(shared_worker: SharedWorker) -> frozenset[str] | str:
     """The contract tools the worker implements, or why none could be listed."""
@@ -378,7 +387,7 @@ def catalogue(shared_worker: SharedWorker) -> frozenset[str] | str:
     assert client is not None
     reply = client.execute("contract.catalogue", {}, timeout=10)
     if not reply.ok:
-        return f"worker does not implement the contract tool catalogue ({reply.error.raw if reply.error else ''})"
+        return f"worker does not implement the contract tool catalogue ({_brief(reply.error)})"
     tools = reply.value.get("tools") if isinstance(reply.value, dict) else None
     if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
         return f"contract.catalogue returned {reply.value!r}, not {{'tools': [names]}}"

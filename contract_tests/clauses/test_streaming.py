@@ -130,3 +130,11 @@ def test_unknown_streaming_tool(client: WorkerClient) -> None:
     expect(result.code is not grpc.StatusCode.OK or not result.payload_chunks, "unknown streaming tool",
            "an error status or no payload", f"{len(result.payload_chunks)} payload chunks")
     client.ping("after-unknown-stream")
+
+
+@clause("STREAM-013")
+def test_unknown_streaming_tool_internal_json(client: WorkerClient) -> None:
+    result = client.stream("contract.no-such-stream", {}, timeout=10)
+    expect(result.code is grpc.StatusCode.INTERNAL, "status of an unknown streaming tool", "INTERNAL", result.code.name)
+    error = parse_error(result.details, json_errors=True)
+    expect(error.structured, "status message", '{"type": "...", "message": "...", ...}', result.details[:200])

@@ -237,3 +237,10 @@ def test_invalid_json_parameter(client: WorkerClient) -> None:
     _expect_application_error(reply, "non-JSON parameter")
     client.ping("after-invalid-json")
 
+
+
+@clause("TOOL-020")
+def test_unknown_tool_error_is_structured_json(client: WorkerClient) -> None:
+    reply = client.execute("contract.no-such-tool", {})
+    expect(not reply.ok and reply.error is not None and reply.error.structured, "error_message of an unknown tool",
+           '{"type": "...", "message": "...", ...}', reply.response.error_message[:200])
