@@ -118,7 +118,11 @@ class SessionStore:
         self.max_sessions = max_sessions
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
-        self._stats = {"sessions_created": 0, "sessions_deleted": 0, "sessions_expired": 0, "cleanup_runs": 0}
+        self._stats = {"sessions_created": 0, "sessions_deleted": 0, "sessions_expired": 0, "cleanup_runs": 0,
+                       "global_programs_stored": 0, "global_programs_deleted": 0, "global_programs_expired": 0}
+        # v0.6.0: global programs live 3600 s from when they were stored (facts §5).
+        self.global_program_ttl_s = DEFAULT_TTL_S
+        self._global_programs: dict[str, tuple[Any, float]] = {}
         self._sweeper: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
 
@@ -232,13 +236,61 @@ class SessionStore:
             self._sessions[session_id] = session
             self._stats["sessions_created"] += 1
 
+    # -- programs: the v0.6.0 ... v0.7.x API, removed in v0.8.0 (facts §5 "Programs") -------------------
+    def store_program(self, session_id: str, program_id: str, data: Any) -> None:
+        """`store_program/3` (and `update_program/3`, its alias): via update_session, so it touches."""
+
+        def put(session: Session) -> Session:
+            if program_id not in session.programs:
+                session.stats["program_count"] = session.stats.get("program_count", 0) + 1
+            session.programs[program_id] = data
+            return session
+
+        self.update_session(session_id, put)
+
+    update_program = store_program
+
+    def get_program(self, session_id: str, program_id: str) -> Any:
+        """`get_program/2`: through get_session (touches); SessionNotFound for a missing session or program."""
+        session = self.get_session(session_id)
+        if session is None or program_id not in session.programs:
+            raise SessionNotFound(f"{session_id}/{program_id}")
+        return session.programs[program_id]
+
+    def store_global_program(self, program_id: str, data: Any) -> None:
+        """`store_global_program/2`: a separate table of {id, data, stored_at}, with its own TTL."""
+        with self._lock:
+            self._global_programs[program_id] = (data, self._clock())
+            self._stats["global_programs_stored"] += 1
+
+    def get_global_program(self, program_id: str) -> Any:
+        """`get_global_program/1`: reading does not refresh a global program's age."""
+        with self._lock:
+            if program_id not in self._global_programs:
+                raise SessionNotFound(program_id)
+            return self._global_programs[program_id][0]
+
+    def delete_global_program(self, program_id: str) -> None:
+        """`delete_global_program/1`: idempotent, always counted."""
+        with self._lock:
+            self._global_programs.pop(program_id, None)
+            self._stats["global_programs_deleted"] += 1
+
     def sweep(self) -> int:
-        """One cleanup run: delete sessions with `last_accessed + ttl < now`; returns how many went."""
+        """One cleanup run: delete sessions with `last_accessed + ttl < now`; returns how many went.
+
+        Global programs older than their TTL go in the same run (v0.6.0 session_store.ex, cleanup timer).
+        """
         with self._lock:
             now = self._clock()
             expired = [sid for sid, s in self._sessions.items() if s.expired(now)]
             for sid in expired:
                 del self._sessions[sid]
+            old = [pid for pid, (_, stored_at) in self._global_programs.items()
+                   if stored_at < now - self.global_program_ttl_s]
+            for pid in old:
+                del self._global_programs[pid]
+            self._stats["global_programs_expired"] += len(old)
             self._stats["sessions_expired"] += len(expired)
             self._stats["cleanup_runs"] += 1
         if expired:

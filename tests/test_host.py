@@ -154,7 +154,33 @@ def test_delete_is_idempotent_and_stats_count() -> None:
         "sessions_expired": 1,
         "cleanup_runs": 2,
         "current_sessions": 0,
+        "global_programs_stored": 0,
+        "global_programs_deleted": 0,
+        "global_programs_expired": 0,
     }
+
+
+def test_program_api_of_v06() -> None:
+    """Ensure session programs live and die with their session, and global programs have their own TTL."""
+    clock = FakeClock()
+    store = SessionStore(clock=clock, default_ttl_s=100)
+    store.create_session("s")
+    store.store_program("s", "p", {"code": 1})
+    store.update_program("s", "p", {"code": 2})
+    assert store.get_program("s", "p") == {"code": 2}
+    assert store.peek_session("s").stats["program_count"] == 1  # type: ignore[union-attr]
+    with pytest.raises(SessionNotFound):
+        store.get_program("s", "missing")
+    store.store_global_program("g", [1, 2])
+    assert store.get_global_program("g") == [1, 2]
+    store.delete_session("s")
+    with pytest.raises(SessionNotFound):
+        store.get_program("s", "p")
+    clock.advance(store.global_program_ttl_s + 1)
+    store.sweep()
+    with pytest.raises(SessionNotFound):
+        store.get_global_program("g")
+    assert store.stats()["global_programs_expired"] == 1
 
 
 def test_store_worker_session_upserts() -> None:

@@ -1,0 +1,72 @@
+"""Fixtures shared by the pool-level clause modules: scenarios and pools behind the emulated Elixir side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from contract_tests.host import HostEmulator
+from contract_tests.launcher import WorkerSpec
+from contract_tests.plugin import Settings
+from contract_tests.pool import PoolEmulator
+from contract_tests.profiles import Profile
+from contract_tests.scenarios import ScenarioRunner, load_scenario
+
+RunScenario = Callable[[str], None]
+MakePool = Callable[..., PoolEmulator]
+
+
+def _spec_maker(settings: Settings, profile: Profile, host: HostEmulator) -> Callable[[], WorkerSpec]:
+    def make() -> WorkerSpec:
+        return WorkerSpec(command=settings.worker_cmd, profile=profile, elixir_address=host.elixir_address_for_worker,
+                          timeout_scale=settings.timeout_scale)
+
+    return make
+
+
+@pytest.fixture
+def run_scenario(
+    contract_settings: Settings, profile: Profile, catalogue: frozenset[str] | str
+) -> RunScenario:
+    """Run fixtures/scenarios/<name>.json against a fresh pool of the worker under test."""
+
+    def run(name: str) -> None:
+        scenario = load_scenario(name)
+        if profile.name not in scenario["profiles"]:
+            pytest.skip(f"profile: scenario {name} applies to {', '.join(scenario['profiles'])} only")
+        needed = scenario.get("requires_tools", [])
+        if needed and isinstance(catalogue, str):
+            pytest.skip(f"capability: {catalogue}")
+        if missing := [t for t in needed if t not in catalogue]:
+            pytest.skip(f"capability: worker does not implement {', '.join(missing)}")
+        runner: ScenarioRunner | None = None
+
+        def make_spec() -> WorkerSpec:
+            assert runner is not None
+            return _spec_maker(contract_settings, profile, runner.host)()
+
+        runner = ScenarioRunner(scenario, profile, make_spec, contract_settings.timeout_scale)
+        runner.run()
+
+    return run
+
+
+@pytest.fixture
+def make_pool(contract_settings: Settings, profile: Profile) -> Iterator[MakePool]:
+    """Pools of the worker under test, each with its own emulated Elixir side; all stopped at teardown."""
+    made: list[tuple[HostEmulator, PoolEmulator]] = []
+
+    def make(size: int = 2, **kwargs: Any) -> PoolEmulator:
+        host = HostEmulator(profile)
+        host.start()
+        pool = PoolEmulator(_spec_maker(contract_settings, profile, host), profile, host, size=size, **kwargs)
+        made.append((host, pool))
+        pool.start(timeout=60 * contract_settings.timeout_scale)
+        return pool
+
+    yield make
+    for host, pool in made:
+        pool.stop()
+        host.stop()
