@@ -23,7 +23,7 @@ import grpc
 from contract_tests.client import CHANNEL_OPTIONS
 from contract_tests.errors import ContractViolation
 from contract_tests.host import HostEmulator
-from contract_tests.launcher import WorkerSpec
+from contract_tests.launcher import WorkerProcess, WorkerSpec
 from contract_tests.pool import PoolEmulator, PoolError, PoolTimings, Routed
 from contract_tests.profiles import Profile
 from contract_tests.proto import snakepit_bridge_pb2 as pb
@@ -98,16 +98,29 @@ class ScenarioRunner:
         self.pool: PoolEmulator | None = None
         self.calls: dict[str, _Outcome] = {}
         self._pending: dict[str, Future[_Outcome]] = {}
+        self._stopped: list[WorkerProcess] = []
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="scenario")
 
     # -- running -----------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self) -> dict[str, list[ContractViolation]]:
+        """Run every step; return the violations per clause.
+
+        A failed step tagged with a clause is recorded and the run goes on, so one clause's failure does
+        not condemn the others a scenario checks; a failed untagged step (set-up) ends the run at once.
+        """
+        violations: dict[str, list[ContractViolation]] = {}
         self.host.start()
         try:
             self.pool = PoolEmulator(self._make_spec, self.profile, self.host, **self._pool_args)
             self.pool.start(timeout=60 * self.timeout_scale)
             for index, step in enumerate(self.scenario["steps"], 1):
-                getattr(self, f"_op_{step['op']}")(index, step)
+                try:
+                    getattr(self, f"_op_{step['op']}")(index, step)
+                except ContractViolation as violation:
+                    if "clause" not in step:
+                        raise
+                    violations.setdefault(step["clause"], []).append(violation)
+            return violations
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self.pool is not None:
@@ -293,13 +306,16 @@ class ScenarioRunner:
 
     def _op_stop_pool(self, index: int, step: Step) -> None:
         assert self.pool is not None
-        workers = [self.pool.worker(w) for w in self.pool.worker_ids()]
+        self._stopped = [self.pool.worker(w) for w in self.pool.worker_ids()]
         self.pool.stop()
-        expect = step.get("expect", {})
+
+    def _op_leftovers(self, index: int, step: Step) -> None:
+        """What the stopped pool's workers left behind: processes (zombies count as gone) and ready files."""
+        expect = step["expect"]
         if expect.get("no_worker_process"):
-            alive = [w.pid for w in workers if w.proc is not None and Path(f"/proc/{w.pid}").exists()
+            alive = [w.pid for w in self._stopped if w.proc is not None and Path(f"/proc/{w.pid}").exists()
                      and Path(f"/proc/{w.pid}/stat").read_text().split()[2] != "Z"]
             self._check(index, step, "worker processes alive", [], alive)
         if expect.get("no_ready_file"):
-            left = [str(w.ready_file) for w in workers if w.ready_file is not None and w.ready_file.exists()]
+            left = [str(w.ready_file) for w in self._stopped if w.ready_file is not None and w.ready_file.exists()]
             self._check(index, step, "ready files left", [], left)

@@ -27,7 +27,9 @@ def test_scenario_matches_schema_and_catalogue(name: str) -> None:
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in VALIDATOR.iter_errors(scenario)]
     assert not errors, errors
     assert scenario["name"] == name
-    cited = set(scenario["clauses"]) | {s["clause"] for s in scenario["steps"] if "clause" in s}
+    tagged = {s["clause"] for s in scenario["steps"] if "clause" in s}
+    assert tagged == set(scenario["clauses"]), "each listed clause is judged by at least one tagged step"
+    cited = set(scenario["clauses"]) | tagged
     assert cited <= set(REGISTRY), cited - set(REGISTRY)
     for clause_id in cited:
         assert set(scenario["profiles"]) <= REGISTRY[clause_id].profiles, clause_id

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from contract_tests.errors import ContractViolation
 from contract_tests.host import HostEmulator
 from contract_tests.launcher import WorkerSpec
 from contract_tests.plugin import Settings
@@ -28,12 +29,16 @@ def _spec_maker(settings: Settings, profile: Profile, host: HostEmulator) -> Cal
 
 @pytest.fixture
 def run_scenario(
-    contract_settings: Settings, profile: Profile, catalogue: frozenset[str] | str
+    contract_settings: Settings, profile: Profile, catalogue: frozenset[str] | str, request: pytest.FixtureRequest
 ) -> RunScenario:
-    """Run fixtures/scenarios/<name>.json against a fresh pool of the worker under test."""
+    """Run fixtures/scenarios/<name>.json against a fresh pool; judge the steps of the test's own clause."""
+    marker = request.node.get_closest_marker("clause")
+    assert marker is not None, "run_scenario is for clause tests"
+    clause_id: str = marker.args[0]
 
     def run(name: str) -> None:
         scenario = load_scenario(name)
+        assert clause_id in scenario["clauses"], f"scenario {name} does not check {clause_id}"
         if profile.name not in scenario["profiles"]:
             pytest.skip(f"profile: scenario {name} applies to {', '.join(scenario['profiles'])} only")
         needed = scenario.get("requires_tools", [])
@@ -48,7 +53,10 @@ def run_scenario(
             return _spec_maker(contract_settings, profile, runner.host)()
 
         runner = ScenarioRunner(scenario, profile, make_spec, contract_settings.timeout_scale)
-        runner.run()
+        found = runner.run().get(clause_id, [])
+        if found:
+            raise ContractViolation(f"{len(found)} step(s) of scenario {name} failed for {clause_id}",
+                                    "every step passes", "\n\n".join(str(v) for v in found))
 
     return run
 
