@@ -57,19 +57,32 @@ def parse_error(error_message: str, json_errors: bool) -> ToolError:
     return ToolError(raw=error_message, type=None, message=None)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Jason, like RFC 8259, has no NaN or Infinity; Python's json module would accept them.
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def strict_json_loads(data: bytes) -> Any:
+    """Decode UTF-8 JSON text the way Elixir's Jason does; raise ValueError otherwise."""
+    return _STRICT.decode(data.decode("utf-8"))
+
+
 def decode_json_bytes(data: bytes) -> Any:
     """Decode JSON like Jason.decode: on failure return the raw bytes (Snakepit's fallback)."""
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return strict_json_loads(data)
+    except ValueError:  # UnicodeDecodeError is a ValueError
         return data
 
 
 def is_json(data: bytes) -> bool:
-    """True when data is UTF-8 JSON text."""
+    """True when data is UTF-8 JSON text that Jason would accept."""
     try:
-        json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        strict_json_loads(data)
+    except ValueError:
         return False
     return True
 

@@ -35,3 +35,12 @@ def test_reply_decoding_keeps_binary_and_raw_fallback() -> None:
     assert (binary.value, binary.binary) == (None, b"\x00\x01")
     failed = decode_reply(pb.ExecuteToolResponse(success=False, error_message="boom"), json_errors=False)
     assert not failed.ok and failed.error is not None and failed.error.raw == "boom"
+
+
+def test_json_checks_reject_what_jason_rejects() -> None:
+    """Ensure NaN, Infinity and invalid UTF-8 are not JSON for the suite, as for Snakepit's Jason."""
+    from contract_tests.codec import is_json
+
+    assert is_json(b'{"a": [1, 2.5, null]}')
+    for bad in (b"NaN", b"-Infinity", b'{"x": Infinity}', b"\xff", b"{"):
+        assert not is_json(bad), bad

@@ -10,7 +10,7 @@ import grpc
 
 from contract_tests.clause import clause, requires_tools
 from contract_tests.client import StreamResult, WorkerClient
-from contract_tests.codec import is_json, parse_error
+from contract_tests.codec import is_json, parse_error, strict_json_loads
 from contract_tests.errors import expect
 from contract_tests.plugin import Settings
 
@@ -51,7 +51,7 @@ def test_chunk_data_is_json(client: WorkerClient) -> None:
 def test_chunk_data_is_json_object(client: WorkerClient) -> None:
     for chunk in _stream(client).payload_chunks:
         try:
-            data = json.loads(chunk.data)
+            data = strict_json_loads(chunk.data)
         except ValueError:
             data = None
         expect(isinstance(data, dict), f"data of chunk {chunk.chunk_id!r}", "a JSON object", chunk.data[:80])
