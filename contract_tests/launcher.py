@@ -354,6 +354,11 @@ class WorkerProcess:
 
     # -- observation -------------------------------------------------------------------------------
     @property
+    def tmp_dir(self) -> Path:
+        """The worker's private temporary folder (its ready file lives here); removed when it stops."""
+        return self._tmp
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None, "worker not spawned"
         return self.proc.pid

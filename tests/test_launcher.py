@@ -140,4 +140,4 @@ def test_reaper_kills_tagged_strays(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert _state(stray) in (None, "Z")
     worker.stop()
-    assert not os.path.exists(worker._tmp)
+    assert not os.path.exists(worker.tmp_dir)

@@ -363,7 +363,7 @@ def test_stop_leaves_no_process_group_or_file(profile: Profile) -> None:
         processes = [pool.worker(w) for w in pool.worker_ids()]
         pids = [p.pid for p in processes]
         groups = [p.pid for p in processes if p.process_group]
-        dirs = [p._tmp for p in processes]  # holds the ready file at 0.13
+        dirs = [p.tmp_dir for p in processes]  # holds the ready file at 0.13
         assert all(d.is_dir() for d in dirs) and bool(groups) == (profile is SNAKEPIT_0_13)
         inflight = ex.submit(pool.execute, "contract.sleep", {"seconds": 5})
         _until(lambda: any(pool.busy(w) for w in pool.worker_ids()), pool)
