@@ -1,37 +1,43 @@
-"""snakepit-contract: run the conformance suite against a worker, or list its clauses.
+"""snakepit-contract: run the conformance suite against a worker, list its clauses, or explain one.
 
 A thin layer over pytest: `run` builds one pytest invocation of the clause
-modules with the suite's own ini file and maps pytest's exit codes onto ours
-(0 conformant, 1 not conformant, 2 the harness failed, 3 usage error).
+modules with the suite's own ini file; the plugin writes the report and the
+exit status is the report's verdict (docs/report.md): 0 conformant at the
+chosen level, 1 not conformant, 2 no verdict (the harness failed, the run
+was interrupted or clauses could not run), 3 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import pkgutil
+import shlex
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 import pytest
 
 from contract_tests import clauses
-from contract_tests.clause import REGISTRY, Clause
+from contract_tests.clause import REGISTRY, TESTS, Clause, Level
 from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
+from contract_tests.report.model import LEVELS, RunReport, matches, plan
+from contract_tests.report.terminal import Progress
+from contract_tests.settings import DEFAULT_WORKER_CMD, Settings
+from contract_tests.verdicts import REPORT
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_HARNESS, EXIT_USAGE = 0, 1, 2, 3
-_PYTEST_TO_EXIT = {
-    pytest.ExitCode.OK: EXIT_CONFORMANT,
-    pytest.ExitCode.TESTS_FAILED: EXIT_NOT_CONFORMANT,
-    pytest.ExitCode.INTERRUPTED: EXIT_HARNESS,
-    pytest.ExitCode.INTERNAL_ERROR: EXIT_HARNESS,
-    pytest.ExitCode.USAGE_ERROR: EXIT_USAGE,
-    pytest.ExitCode.NO_TESTS_COLLECTED: EXIT_USAGE,
-}
 SUITE_INI = Path(__file__).with_name("suite.ini")
+IMAGE_NOT_YET = ("--worker-image is not available yet: container workers arrive with the containers issue. "
+                 "Run the worker's command with --worker-cmd, or start it and attach with --worker-address HOST:PORT.")
+
+
+class UsageProblem(Exception):
+    """A command line that cannot run; the message says what to change."""
 
 
 def load_clauses() -> dict[str, Clause]:
@@ -45,48 +51,161 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snakepit-contract", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Run the suite against a worker and write a report")
-    run.add_argument("--worker-cmd", help="Worker command, shell-quoted (default: the reference worker)")
+    target = run.add_mutually_exclusive_group()
+    target.add_argument("--worker-cmd", help="Worker command, shell-quoted (default: the reference worker)")
+    target.add_argument("--worker-image", help="Worker container image (not available yet)")
+    target.add_argument("--worker-address", help="Attach to a worker already running at HOST:PORT")
     run.add_argument("--profile", default=DEFAULT_PROFILE, help="snakepit-0.6, snakepit-0.13 or all")
+    run.add_argument("--level", choices=sorted(LEVELS), default="must",
+                     help="Levels that decide the verdict; the others are reported as warnings (default: must)")
     run.add_argument("--only", help="Comma-separated clause id globs to run")
-    run.add_argument("--skip", help="Comma-separated clause id globs to skip")
+    run.add_argument("--skip", help="Comma-separated clause id globs to leave out")
+    run.add_argument("--baseline", type=Path, help="TOML file of the worker's expected failures")
     run.add_argument("--timeout-scale", help="Multiply contract deadlines (slow machines)")
-    run.add_argument("-n", "--numprocesses", default="2", help="Parallel pytest-xdist workers (default 2)")
+    run.add_argument("-n", "--numprocesses", default="2", help="Parallel pytest-xdist workers (default 2; 0 = none)")
     run.add_argument("--report-dir", type=Path, default=Path("conformance-report"),
-                     help="Where conformance.json and junit.xml go (default: ./conformance-report)")
+                     help="Where the five report files go (default: ./conformance-report)")
+    run.add_argument("--list", action="store_true", help="Dry run: list the clauses this run would judge")
     run.add_argument("pytest_args", nargs="*", help="Extra pytest arguments, after --")
     listing = sub.add_parser("list", help="List the clauses without starting a worker")
     listing.add_argument("--profile", default="all", help="Only clauses of this profile (default: all)")
+    explain = sub.add_parser("explain", help="Print a clause's requirement, its checks and how to reproduce it")
+    explain.add_argument("clause", help="Clause id, e.g. PROC-010")
+    explain.add_argument("--worker-cmd", help="Worker command to put in the reproduce line")
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def _profiles(value: str) -> list[str]:
+    names = list(PROFILES) if value == "all" else [p.strip() for p in value.split(",")]
+    unknown = [n for n in names if n not in PROFILES]
+    if unknown:
+        raise UsageProblem(f"unknown profile {unknown[0]!r}; known: {', '.join(PROFILES)} or all")
+    return names
+
+
+def _globs(value: str | None) -> tuple[str, ...]:
+    return tuple(g.strip() for g in (value or "").split(",") if g.strip())
+
+
+def _check_globs(args: argparse.Namespace, registry: dict[str, Clause]) -> None:
+    for option in ("only", "skip"):
+        for glob in _globs(getattr(args, option)):
+            if not any(matches(cid, (glob,), ()) for cid in registry):
+                raise UsageProblem(f"--{option} {glob!r} matches no clause (see `snakepit-contract list`)")
+
+
+def _area_counts(found: Sequence[Clause]) -> str:
+    counts = Counter((c.area, c.level.value) for c in found)
+    return ", ".join(
+        f"{area} " + "/".join(f"{counts[area, lvl.value]} {lvl.value}" for lvl in Level if counts[area, lvl.value])
+        for area in sorted({c.area for c in found}))
+
+
+def _dry_run(args: argparse.Namespace, out: TextIO) -> int:
+    chosen = plan(load_clauses().values(), _profiles(args.profile), _globs(args.only), _globs(args.skip))
+    judged = LEVELS[args.level]
+    for found, profile in chosen.pairs:
+        role = "judged" if found.level in judged else "warning"
+        print(f"{found.id:<13} {found.level.value:<6} {profile:<14} {role:<8} {found.requirement}", file=out)
+    unique = list({c.id: c for c, _ in chosen.pairs}.values())
+    print(f"Would run {len(chosen.pairs)} clause-profile checks of {len(unique)} clauses ({_area_counts(unique)}); "
+          f"{sum(c.level in judged for c, _ in chosen.pairs)} judged at level {args.level}; "
+          f"{chosen.not_selected} not selected, {chosen.not_applicable} not applicable to a profile", file=out)
+    return EXIT_CONFORMANT
+
+
+class _Capture:
+    """Hands the plugin's report back to the CLI once pytest is done."""
+
+    def __init__(self) -> None:
+        self.report: RunReport | None = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.report = session.config.stash.get(REPORT, None)
+
+
+def _pytest_argv(args: argparse.Namespace) -> list[str]:
     argv = ["-c", str(SUITE_INI), "--rootdir", str(SUITE_INI.parent), "--pyargs", clauses.__name__,
-            "--profile", args.profile, "-n", args.numprocesses,
-            "--contract-json", str(args.report_dir / "conformance.json"),
-            "--junitxml", str(args.report_dir / "junit.xml")]
-    for option in ("worker_cmd", "only", "skip", "timeout_scale"):
+            # -q -rN: the progress lines and the plugin's verdict replace pytest's dots and short summary.
+            "-q", "-rN", "--profile", args.profile, "--level", args.level, "-n", args.numprocesses,
+            "--report-dir", str(args.report_dir)]
+    for option in ("worker_cmd", "worker_address", "only", "skip", "timeout_scale", "baseline"):
         if getattr(args, option) is not None:
-            argv += [f"--{option.replace('_', '-')}", getattr(args, option)]
-    code = pytest.main(argv + list(args.pytest_args))
-    return _PYTEST_TO_EXIT.get(pytest.ExitCode(code), EXIT_HARNESS)
+            argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    return argv + list(args.pytest_args)
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.worker_image is not None:
+        raise UsageProblem(IMAGE_NOT_YET)
+    _profiles(args.profile)
+    _check_globs(args, load_clauses())
+    if args.list:
+        return _dry_run(args, out)
+    capture = _Capture()
+    code = pytest.main(_pytest_argv(args), plugins=[capture, Progress()])
+    if capture.report is None:
+        return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS
+    verdict = capture.report.verdict()
+    # pytest's last line counts tests; the last word belongs to the verdict.
+    print(f"snakepit-contract: {verdict.name.replace('_', ' ')} (exit {verdict.value}); "
+          f"report in {args.report_dir}", file=out)
+    return verdict.value
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
-    if args.profile != "all" and args.profile not in PROFILES:
-        print(f"snakepit-contract: unknown profile {args.profile!r}", file=sys.stderr)
-        return EXIT_USAGE
+    if args.profile != "all":
+        _profiles(args.profile)
     chosen = [c for c in load_clauses().values() if args.profile == "all" or args.profile in c.profiles]
     for found in chosen:
         profiles = "all" if len(found.profiles) == len(PROFILES) else ",".join(sorted(found.profiles))
         print(f"{found.id:<13} {found.level.value:<6} {profiles:<14} {found.requirement}", file=out)
-    counts = Counter((c.area, c.level.value) for c in chosen)
-    areas = sorted({c.area for c in chosen})
-    summary = ", ".join(
-        f"{area} " + "/".join(f"{counts[area, lvl]} {lvl}" for lvl in ("MUST", "SHOULD", "MAY") if counts[area, lvl])
-        for area in areas
-    )
-    print(f"Total clauses: {len(chosen)} ({summary})", file=out)
+    print(f"Total clauses: {len(chosen)} ({_area_counts(chosen)})", file=out)
     return EXIT_CONFORMANT
+
+
+def _checks(clause_id: str) -> list[str]:
+    """Each test function of the clause: where it is, what it needs, and its source."""
+    lines = []
+    for name in TESTS[clause_id]:
+        module_name, function_name = name.rsplit(".", 1)
+        function = getattr(importlib.import_module(module_name), function_name)
+        source, first = inspect.getsourcelines(function)
+        where = Path(inspect.getsourcefile(function) or module_name)
+        tools = [m.args for m in getattr(function, "pytestmark", []) if m.name == "requires_tools"]
+        lines.append(f"  {name}  ({where.parent.name}/{where.name}:{first})")
+        if tools:
+            lines.append(f"  needs contract tools: {', '.join(t for group in tools for t in group)}")
+        lines += [f"    | {line.rstrip()}" for line in source]
+    return lines
+
+
+def _explain(args: argparse.Namespace, out: TextIO) -> int:
+    registry = load_clauses()
+    found = registry.get(args.clause.upper())
+    if found is None:
+        raise UsageProblem(f"no clause {args.clause!r} (see `snakepit-contract list`)")
+    worker = tuple(shlex.split(args.worker_cmd)) if args.worker_cmd else tuple(DEFAULT_WORKER_CMD)
+    profiles = sorted(found.profiles, key=list(PROFILES).index)
+    settings = Settings(worker_cmd=worker, profiles=(), timeout_scale=1.0)
+    lines = [
+        f"{found.id}  {found.level.value}  ({found.area}: {found.area_title})",
+        f"Requirement: {found.requirement}",
+        f"Applies to:  {', '.join(profiles)}",
+        f"Rests on:    {found.facts} of the Snakepit facts; the contract is explained in docs/contract.md",
+        f"Judged at:   --level {', '.join(k for k, levels in LEVELS.items() if found.level in levels)}"
+        + ("" if found.level is Level.MUST else "; below that a failure is only a warning"),
+        "Checked by:",
+        *_checks(found.id),
+        "Reproduce:",
+        *(f"  {settings.repro(found.id, p, found.level)}" for p in profiles),
+    ]
+    print("\n".join(lines), file=out)
+    return EXIT_CONFORMANT
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"run": _run, "list": _list, "explain": _explain}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -95,9 +214,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:
         return EXIT_CONFORMANT if exit_.code == 0 else EXIT_USAGE
-    if args.command == "list":
-        return _list(args, out or sys.stdout)
-    return _run(args)
+    try:
+        return _COMMANDS[args.command](args, out or sys.stdout)
+    except UsageProblem as problem:
+        print(f"snakepit-contract: {problem}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

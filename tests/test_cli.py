@@ -1,16 +1,41 @@
-"""Self-tests of the snakepit-contract command line and the plugin's options."""
+"""Self-tests of the snakepit-contract command line: listing, dry runs, explain, runs and their exit statuses.
+
+Runs that start workers go through a subprocess, exactly as a user types
+them, so their worker cleanup and signal handling cannot touch this process.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from contract_tests import cli
+from contract_tests import cli, report
 from contract_tests.clause import MUST, SHOULD
+
+MUTANT = Path(__file__).resolve().parent.parent / "fixtures" / "mutants" / "ints_as_floats.py"
+CLI = [sys.executable, "-m", "contract_tests.cli"]
+
+
+def _run(*args: str, report_dir: Path) -> tuple[int, str, dict[str, Any]]:
+    """`snakepit-contract run ARGS -n 0 --report-dir DIR`: exit status, output, and conformance.json."""
+    done = subprocess.run([*CLI, "run", *args, "-n", "0", "--report-dir", str(report_dir)],
+                          capture_output=True, text=True, timeout=300)
+    path = report_dir / "conformance.json"
+    return done.returncode, done.stdout + done.stderr, json.loads(path.read_text()) if path.exists() else {}
+
+
+def _outcomes(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    return {(c["id"], c["profile"]): c["outcome"] for c in document["clauses"]}
 
 
 def test_list_names_every_clause_without_a_worker() -> None:
@@ -39,21 +64,170 @@ def test_list_filters_by_profile() -> None:
     assert "PROC-005" in out.getvalue() and "PROC-004" not in out.getvalue()
 
 
-@pytest.mark.parametrize("argv", [["list", "--profile", "snakepit-9"], ["frobnicate"], []])
-def test_usage_errors_exit_3(argv: list[str]) -> None:
-    """Ensure bad command lines exit with the usage code, kept apart from worker failures."""
+def test_dry_run_lists_what_would_be_judged_with_counts() -> None:
+    """Ensure `run --list` starts no worker and lists each clause-profile pair, judged or warning, with totals."""
+    out = io.StringIO()
+    assert cli.main(["run", "--list", "--only", "PROC-00?", "--skip", "PROC-003", "--profile", "all"], out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert re.match(r"^PROC-002\s+SHOULD\s+snakepit-0.6\s+warning\s+The worker SHOULD", lines[2])
+    assert not any(line.startswith("PROC-003") for line in lines)
+    chosen = [c for cid, c in cli.load_clauses().items() if re.fullmatch(r"PROC-00[0-9]", cid) and cid != "PROC-003"]
+    pairs = sum(len(c.profiles) for c in chosen)
+    judged = sum(len(c.profiles) for c in chosen if c.level is MUST)
+    assert len(lines) == pairs + 1 and sum(" judged " in line for line in lines[:-1]) == judged
+    assert re.match(rf"^Would run {pairs} clause-profile checks of {len(chosen)} clauses \(PROC \d+ MUST/\d+ SHOULD\); "
+                    rf"{judged} judged at level must; \d+ not selected, \d+ not applicable to a profile$", lines[-1])
+
+
+def test_explain_prints_requirement_checks_and_repro() -> None:
+    """Ensure `explain` gives the requirement, level, profiles, facts, the check's source and repro commands."""
+    out = io.StringIO()
+    assert cli.main(["explain", "proc-011", "--worker-cmd", "./my-worker --fast"], out=out) == 0
+    text = out.getvalue()
+    assert text.startswith("PROC-011  MUST  (PROC: Process contract)\nRequirement: On SIGTERM during a running call")
+    check = "contract_tests.clauses.test_process.test_sigterm_during_call_exits_within_grace"
+    assert f"  {check}  (clauses/test_process.py:" in text and "needs contract tools: contract.sleep" in text
+    assert "    | def test_sigterm_during_call" in text
+    assert "  snakepit-contract run --only PROC-011 --profile snakepit-0.13 --worker-cmd './my-worker --fast'" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["list", "--profile", "snakepit-9"], "unknown profile 'snakepit-9'"),
+        (["frobnicate"], ""),
+        ([], ""),
+        (["run", "--worker-image", "ghcr.io/me/worker:1"], "--worker-image is not available yet"),
+        (["run", "--worker-cmd", "w", "--worker-address", "127.0.0.1:1"], ""),
+        (["run", "--only", "NOPE-*"], "--only 'NOPE-*' matches no clause"),
+        (["run", "--level", "strict"], ""),
+        (["explain", "PROC-999"], "no clause 'PROC-999'"),
+    ],
+)
+def test_usage_errors_exit_3(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ensure bad command lines exit with the usage code and say why, before any worker starts."""
     assert cli.main(argv, out=io.StringIO()) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
 
 
-def test_run_writes_results_for_selected_clauses(tmp_path: Path) -> None:
-    """Ensure `run --only` runs just those clauses and records them in conformance.json and JUnit."""
-    code = cli.main(["run", "--only", "RPC-001,TOOL-008", "--profile", "all", "-n", "0",
-                     "--report-dir", str(tmp_path), "--", "-q"])
-    assert code == cli.EXIT_CONFORMANT
-    report = json.loads((tmp_path / "conformance.json").read_text())
-    seen = {(r["clause"], r["profile"], r["outcome"]) for r in report["results"]}
-    assert seen == {(c, p, "passed") for c in ("RPC-001", "TOOL-008") for p in ("snakepit-0.6", "snakepit-0.13")}
-    assert (tmp_path / "junit.xml").read_text().count("<testcase") == 4
+def test_bad_baseline_is_a_usage_error(tmp_path: Path) -> None:
+    """Ensure a baseline that skips a clause stops the run with the usage code and the reason."""
+    baseline = tmp_path / "baseline.toml"
+    baseline.write_text('[[expected_failure]]\nclause = "PROC-010"\nreason = "x"\nskip = true\n')
+    code, output, document = _run("--baseline", str(baseline), "--only", "RPC-001", report_dir=tmp_path / "r")
+    assert (code, document) == (cli.EXIT_USAGE, {}) and "no clause can be skipped" in output
+
+
+def test_reference_worker_is_conformant_with_all_five_outputs_and_progress(tmp_path: Path) -> None:
+    """Ensure a run against the reference worker exits 0, shows a line per check, and writes the five outputs."""
+    code, output, document = _run("--only", "RPC-001,TOOL-008", "--profile", "all", report_dir=tmp_path)
+    assert code == cli.EXIT_CONFORMANT, output[-3000:]
+    assert _outcomes(document) == {(c, p): "PASS" for c in ("RPC-001", "TOOL-008")
+                                   for p in ("snakepit-0.6", "snakepit-0.13")}
+    assert {p.name for p in tmp_path.iterdir()} == set(report.OUTPUTS)
+    assert (tmp_path / "junit.xml").read_text().count("<testcase ") == 4
+    assert re.search(r"^\[1/4\] (RPC-001|TOOL-008) +snakepit-0\.1?[36] +PASS", output, re.MULTILINE), output
+    assert output.rstrip().endswith(f"snakepit-contract: CONFORMANT (exit 0); report in {tmp_path}")
+
+
+def test_broken_worker_fails_naming_the_clause_and_the_printed_command_reproduces_it(tmp_path: Path) -> None:
+    """Ensure a mutant exits 1, its failing clause is named with a repro line, and that line fails alone."""
+    worker = shlex.join([sys.executable, str(MUTANT)])
+    code, output, document = _run("--worker-cmd", worker, "--only", "TOOL-00[45]", report_dir=tmp_path / "all")
+    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert _outcomes(document) == {("TOOL-004", "snakepit-0.13"): "FAIL", ("TOOL-005", "snakepit-0.13"): "PASS"}
+    assert "FAIL     TOOL-004 [snakepit-0.13] MUST: Integers MUST come back as integers" in output
+    [repro] = re.findall(r"reproduce: (snakepit-contract run .*)$", output, re.MULTILINE)
+    assert repro == document["clauses"][0]["repro"]
+    code, output, document = _run(*shlex.split(repro)[2:], report_dir=tmp_path / "one")
+    assert code == cli.EXIT_NOT_CONFORMANT and _outcomes(document) == {("TOOL-004", "snakepit-0.13"): "FAIL"}
+
+
+def test_baseline_entry_makes_it_xfail_and_a_stale_entry_fails_the_run(tmp_path: Path) -> None:
+    """Ensure a listed failure turns into XFAIL (exit 0) and a listed clause that passes fails the run (exit 1)."""
+    entry = '[[expected_failure]]\nclause = "{}"\nreason = "floats, issue #12"\nexpires = 2999-01-01\n'
+    baseline, stale = tmp_path / "baseline.toml", tmp_path / "stale.toml"
+    baseline.write_text(entry.format("TOOL-004"))
+    stale.write_text(entry.format("TOOL-004") + entry.format("TOOL-005"))
+    worker = shlex.join([sys.executable, str(MUTANT)])
+    code, output, document = _run("--worker-cmd", worker, "--only", "TOOL-00[45]", "--baseline", str(baseline),
+                                  report_dir=tmp_path / "xfail")
+    assert code == cli.EXIT_CONFORMANT, output[-3000:]
+    assert _outcomes(document)["TOOL-004", "snakepit-0.13"] == "XFAIL"
+    code, output, document = _run("--worker-cmd", worker, "--only", "TOOL-00[45]", "--baseline", str(stale),
+                                  report_dir=tmp_path / "stale")
+    assert code == cli.EXIT_NOT_CONFORMANT
+    assert _outcomes(document)["TOOL-005", "snakepit-0.13"] == "XPASS" and "stale baseline entry" in output
+
+
+@pytest.fixture
+def running_worker() -> Iterator[str]:
+    """A reference worker started by hand (0.6 style), as attach mode expects to find one; its address."""
+    proc = subprocess.Popen([sys.executable, "-m", "reference_worker", "--port", "0", "--elixir-address",
+                             "127.0.0.1:1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        yield f"127.0.0.1:{line.strip().removeprefix('GRPC_READY:')}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_attach_mode_runs_rpc_clauses_and_marks_process_clauses_not_run(running_worker: str, tmp_path: Path) -> None:
+    """Ensure --worker-address checks over gRPC and reports process clauses NOT-RUN, so there is no verdict."""
+    code, output, document = _run("--worker-address", running_worker, "--profile", "snakepit-0.6",
+                                  "--only", "RPC-001,TOOL-004,PROC-010", report_dir=tmp_path)
+    assert code == cli.EXIT_HARNESS, output[-3000:]
+    assert _outcomes(document) == {("PROC-010", "snakepit-0.6"): "NOT-RUN", ("RPC-001", "snakepit-0.6"): "PASS",
+                                   ("TOOL-004", "snakepit-0.6"): "PASS"}
+    assert "attached to a running worker" in document["clauses"][0]["reason"]
+    assert document["worker"] == {"kind": "address", "target": running_worker, "contract_tools_note": "",
+                                  "contract_tools": document["worker"]["contract_tools"]}
+    assert "--worker-address " + running_worker in document["clauses"][1]["repro"]
+
+
+def test_unreachable_worker_is_a_harness_error_not_a_failure(tmp_path: Path) -> None:
+    """Ensure checks that could not reach the worker are ERROR and exit 2, kept apart from worker failures."""
+    code, output, document = _run("--worker-address", "127.0.0.1:1", "--only", "RPC-001", report_dir=tmp_path)
+    assert code == cli.EXIT_HARNESS, output[-3000:]
+    [result] = document["clauses"]
+    assert result["outcome"] == "ERROR" and "cannot reach the worker at 127.0.0.1:1" in result["reason"]
+
+
+def test_interrupted_run_is_partial_and_never_conformant(tmp_path: Path) -> None:
+    """Ensure a run stopped by SIGTERM (as CI stops jobs) exits 2 with a partial report, even though all passed."""
+    proc = subprocess.Popen([*CLI, "run", "--only", "PROC-010,PROC-012", "-n", "0", "--report-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("[1/2]"):
+            break
+    proc.send_signal(signal.SIGTERM)  # PROC-012 watches the worker for 3.5 s: well inside it
+    output = proc.stdout.read()
+    assert proc.wait(60) == cli.EXIT_HARNESS, output[-3000:]
+    document = json.loads((tmp_path / "conformance.json").read_text())
+    assert document["complete"] is False and document["verdict"]["result"] == "no_verdict"
+    assert _outcomes(document) == {("PROC-010", "snakepit-0.13"): "PASS", ("PROC-012", "snakepit-0.13"): "NOT-RUN"}
+
+
+def test_a_hung_check_is_a_timeout_with_a_thread_dump(pytester: pytest.Pytester) -> None:
+    """Ensure a check past its deadline is stopped and reported TIMEOUT, with the stacks it was stuck in."""
+    pytester.makepyfile(test_hang="""
+        import time
+        from contract_tests.clause import clause
+
+        @clause("RPC-001")
+        def test_hangs(profile):
+            time.sleep(30)
+    """)
+    result = pytester.runpytest_subprocess("--only", "RPC-001", "--clause-timeout", "0.5", "--timeout-scale", "2",
+                                           "--report-dir", "out", "-p", "no:cacheprovider")
+    [clause] = json.loads((pytester.path / "out" / "conformance.json").read_text())["clauses"]
+    assert clause["outcome"] == "TIMEOUT" and clause["reason"].startswith("no result within 1 s"), result.stdout.str()
+    assert clause["duration_s"] < 10
+    [dump] = [e["text"] for e in clause["evidence"] if e["title"] == "thread dump at the deadline"]
+    assert "--- thread MainThread ---" in dump and "time.sleep(30)" in dump
 
 
 def test_bad_timeout_scale_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -72,6 +246,5 @@ def test_environment_setting_is_used_and_named(pytester: pytest.Pytester, monkey
 
 def test_missing_worker_executable_is_a_usage_error(tmp_path: Path) -> None:
     """Ensure a worker command that cannot run stops the run at once with the usage code."""
-    code = cli.main(["run", "--worker-cmd", "/nonexistent/worker --flag", "-n", "0", "--report-dir", str(tmp_path)])
-    assert code == cli.EXIT_USAGE
-
+    code, _, document = _run("--worker-cmd", "/nonexistent/worker --flag", report_dir=tmp_path)
+    assert (code, document) == (cli.EXIT_USAGE, {})

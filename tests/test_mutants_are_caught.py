@@ -44,7 +44,7 @@ def test_suite_fails_the_mutant_on_its_targets(mutant: dict[str, Any], tmp_path:
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == cli.EXIT_NOT_CONFORMANT, run.stdout[-3000:] + run.stderr[-2000:]
-    results = json.loads((tmp_path / "conformance.json").read_text())["results"]
-    outcomes = {(r["clause"], r["profile"]): r["outcome"] for r in results}
-    expected = {(c, p): "failed" for c in mutant["targets"] for p in mutant["profiles"]}
+    results = json.loads((tmp_path / "conformance.json").read_text())["clauses"]
+    outcomes = {(r["id"], r["profile"]): r["outcome"] for r in results}
+    expected = {(c, p): "FAIL" for c in mutant["targets"] for p in mutant["profiles"]}
     assert outcomes == expected, run.stdout[-3000:]

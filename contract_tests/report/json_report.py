@@ -1,0 +1,94 @@
+"""conformance.json: the machine-readable report, versioned by conformance.schema.json (schema_version 1)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import resources
+from typing import Any
+
+from contract_tests.clause import Level
+from contract_tests.report.model import ClauseResult, Outcome, RunReport
+
+SCHEMA_VERSION = 1
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) that every conformance.json validates against."""
+    text = resources.files("contract_tests.report").joinpath("conformance.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _tally(results: list[ClauseResult]) -> dict[str, int]:
+    counts = Counter(r.outcome for r in results)
+    return {"total": len(results), **{o.value: counts[o] for o in Outcome}}
+
+
+def _clause(result: ClauseResult) -> dict[str, Any]:
+    return {
+        "id": result.clause.id,
+        "profile": result.profile,
+        "level": result.clause.level.value,
+        "area": result.clause.area,
+        "judged": result.judged,
+        "requirement": result.clause.requirement,
+        "facts": result.clause.facts,
+        "outcome": result.outcome.value,
+        "reason": result.reason,
+        "duration_s": result.duration_s,
+        "repro": result.repro,
+        "tests": result.tests,
+        "baseline_reason": result.baseline_reason,
+        "evidence": [{"title": e.title, "text": e.text} for e in result.evidence],
+        "worker_logs": [f"workers/{name}" for name in result.logs],
+    }
+
+
+def document(report: RunReport) -> dict[str, Any]:
+    """The report as plain JSON data, in the schema's shape."""
+    verdict = report.verdict()
+    passed, judged = report.score()
+    areas = sorted({r.clause.area for r in report.results})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "suite": {"name": "snakepit-contract", "version": report.suite_version},
+        "started_at": report.started_at.isoformat(timespec="seconds"),
+        "finished_at": report.finished_at.isoformat(timespec="seconds"),
+        "duration_s": round((report.finished_at - report.started_at).total_seconds(), 3),
+        "worker": {
+            "kind": report.worker.kind,
+            "target": report.worker.target,
+            "contract_tools": list(report.worker.tools) if report.worker.tools is not None else None,
+            "contract_tools_note": report.worker.tools_note,
+        },
+        "profiles": report.profiles,
+        "level": report.level,
+        "selection": {
+            "only": list(report.only),
+            "skip": list(report.skip),
+            "not_selected": report.not_selected,
+            "not_applicable": report.not_applicable,
+        },
+        "baseline": report.baseline,
+        "complete": not report.interrupted,
+        "verdict": {
+            "result": verdict.name.lower(),
+            "exit_status": verdict.value,
+            "summary": report.summary(),
+            "passed": passed,
+            "judged": judged,
+            "problems": report.problems,
+        },
+        "totals": {
+            "all": _tally(report.results),
+            "by_level": {lvl.value: _tally([r for r in report.results if r.clause.level is lvl]) for lvl in Level},
+            "by_area": {a: _tally([r for r in report.results if r.clause.area == a]) for a in areas},
+            "by_profile": {p: _tally([r for r in report.results if r.profile == p]) for p in report.profiles},
+        },
+        "clauses": [_clause(r) for r in report.results],
+    }
+
+
+def render(report: RunReport) -> str:
+    return json.dumps(document(report), indent=2, ensure_ascii=False) + "\n"

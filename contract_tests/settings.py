@@ -1,0 +1,224 @@
+"""Settings of a suite run: every option with its ini key and environment variable, resolved in one place.
+
+Precedence is CLI > environment (SNAKEPIT_CONTRACT_*) > ini > default; each
+value passes a `_validate_<name>(value, where)` that raises pytest.UsageError
+naming the bad value and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from contract_tests.clause import MUST, REGISTRY, SHOULD, Level
+from contract_tests.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from contract_tests.report.baseline import Baseline, BaselineError, load_baseline
+from contract_tests.report.model import LEVELS, WorkerInfo
+
+WORKER_CMD_HELP = "Worker command to test, as a shell-quoted string (default: the reference worker)"
+PROFILE_HELP = "Snakepit profile: snakepit-0.6, snakepit-0.13 or all (default: snakepit-0.13)"
+TIMEOUT_SCALE_HELP = "Multiply every contract deadline by this factor on slow machines (default: 1)"
+ONLY_HELP = "Run only clauses whose id matches one of these comma-separated globs"
+SKIP_HELP = "Skip clauses whose id matches one of these comma-separated globs"
+RESULTS_HELP = "Write the conformance report as JSON to this file (conformance.json's schema)"
+WORKER_ADDRESS_HELP = "Attach to a worker already running at HOST:PORT instead of launching one"
+LEVEL_HELP = "Levels that decide the verdict: must, should (MUST+SHOULD) or all (default: must)"
+BASELINE_HELP = "TOML file of the worker's expected failures (XFAIL); see docs/report.md"
+REPORT_DIR_HELP = "Write conformance.json, conformance.md, junit.xml, conformance.html and badge.svg here"
+CLAUSE_TIMEOUT_HELP = "Seconds each phase of a clause test may take before it is a TIMEOUT, then scaled (default: 120)"
+DEFAULT_WORKER_CMD = [sys.executable, "-m", "reference_worker"]
+# Longer than any check's own waits (30 s readiness, then up to 30 s for PROC-013) so only a hang trips it.
+DEFAULT_CLAUSE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved options of a suite run."""
+
+    worker_cmd: tuple[str, ...]
+    profiles: tuple[Profile, ...]
+    timeout_scale: float
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    results_path: Path | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    worker_address: str | None = None
+    level: str = "must"
+    baseline: Baseline | None = None
+    report_dir: Path | None = None
+    clause_timeout_s: float = DEFAULT_CLAUSE_TIMEOUT_S
+
+    def repro(self, clause_id: str, profile: str, level: Level = MUST) -> str:
+        """A one-line command that runs just this clause against the same worker, judged at its level."""
+        worker = (["--worker-address", self.worker_address] if self.worker_address
+                  else ["--worker-cmd", shlex.join(self.worker_cmd)])
+        return shlex.join(
+            ["snakepit-contract", "run", "--only", clause_id, "--profile", profile, *worker]
+            + ([] if level is MUST else ["--level", "should" if level is SHOULD else "all"])
+            + (["--timeout-scale", str(self.timeout_scale)] if self.timeout_scale != 1 else [])
+        )
+
+    def describe_worker(self) -> WorkerInfo:
+        """The worker as reports name it: the address attached to, or the command launched."""
+        if self.worker_address:
+            return WorkerInfo("address", self.worker_address)
+        return WorkerInfo("command", shlex.join(self.worker_cmd))
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option and its ini twin (the plugin's pytest_addoption)."""
+    group = parser.getgroup("snakepit-contract", "Snakepit worker conformance")
+    for name, help_text in (
+        ("worker-cmd", WORKER_CMD_HELP),
+        ("profile", PROFILE_HELP),
+        ("timeout-scale", TIMEOUT_SCALE_HELP),
+        ("only", ONLY_HELP),
+        ("skip", SKIP_HELP),
+        ("contract-json", RESULTS_HELP),
+        ("worker-address", WORKER_ADDRESS_HELP),
+        ("level", LEVEL_HELP),
+        ("baseline", BASELINE_HELP),
+        ("report-dir", REPORT_DIR_HELP),
+        ("clause-timeout", CLAUSE_TIMEOUT_HELP),
+    ):
+        group.addoption(f"--{name}", dest=name.replace("-", "_"), default=None, help=help_text)
+        parser.addini(f"contract_{name.replace('-', '_')}", help_text, default=None)
+
+
+def _lookup(config: pytest.Config, name: str) -> tuple[str | None, str]:
+    """The raw value of a setting and where it came from."""
+
+    value = config.getoption(name.replace("-", "_"))
+    if value is not None:
+        return value, f"--{name}"
+    env = "SNAKEPIT_CONTRACT_" + name.replace("-", "_").upper()
+    if os.environ.get(env):
+        return os.environ[env], env
+    ini = config.getini(f"contract_{name.replace('-', '_')}")
+    if ini:
+        return str(ini), "ini file"
+    return None, "default"
+
+
+def _validate_profiles(value: str | None, where: str) -> tuple[Profile, ...]:
+    if value is None:
+        return (get_profile(DEFAULT_PROFILE),)
+    if value == "all":
+        return tuple(PROFILES.values())
+    try:
+        return tuple(get_profile(name.strip()) for name in value.split(","))
+    except ValueError as err:
+        raise pytest.UsageError(f"Invalid profile from {where}: {err}") from None
+
+
+def _validate_timeout_scale(value: str | None, where: str) -> float:
+    if value is None:
+        return 1.0
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = -1.0
+    if not 0.1 <= scale <= 100:
+        raise pytest.UsageError(f"Invalid timeout scale {value!r} from {where}: expected a number in 0.1..100")
+    return scale
+
+
+def _validate_worker_cmd(value: str | None, where: str) -> tuple[str, ...]:
+    if value is None:
+        return tuple(DEFAULT_WORKER_CMD)
+    try:
+        argv = shlex.split(value)
+    except ValueError as err:
+        raise pytest.UsageError(f"Invalid worker command from {where}: {err}") from None
+    if not argv:
+        raise pytest.UsageError(f"Invalid worker command from {where}: it is empty")
+    if shutil.which(argv[0]) is None:
+        raise pytest.UsageError(
+            f"Invalid worker command from {where}: {argv[0]!r} is not an executable file or on PATH"
+        )
+    return tuple(argv)
+
+
+def _validate_worker_address(value: str | None, where: str) -> str | None:
+    if value is None:
+        return None
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise pytest.UsageError(f"Invalid worker address {value!r} from {where}: expected HOST:PORT")
+    return value
+
+
+def _validate_level(value: str | None, where: str) -> str:
+    if value is None:
+        return "must"
+    if value not in LEVELS:
+        raise pytest.UsageError(f"Invalid level {value!r} from {where}: expected must, should or all")
+    return value
+
+
+def _validate_baseline(value: str | None, where: str) -> Baseline | None:
+    if value is None:
+        return None
+    try:
+        return load_baseline(Path(value), REGISTRY)
+    except BaselineError as err:
+        raise pytest.UsageError(f"Invalid baseline from {where}: {err}") from None
+
+
+def _validate_report_dir(value: str | None, where: str) -> Path | None:
+    if value is None:
+        return None
+    if Path(value).exists() and not Path(value).is_dir():
+        raise pytest.UsageError(f"Invalid report directory {value!r} from {where}: it is a file")
+    return Path(value)
+
+
+def _validate_clause_timeout(value: str | None, where: str) -> float:
+    if value is None:
+        return DEFAULT_CLAUSE_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0.1 <= seconds <= 3600:
+        raise pytest.UsageError(f"Invalid clause timeout {value!r} from {where}: expected seconds in 0.1..3600")
+    return seconds
+
+
+def _globs(value: str | None) -> tuple[str, ...]:
+    return tuple(g.strip() for g in (value or "").split(",") if g.strip())
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Read, validate and combine every setting; raise pytest.UsageError on the first bad one."""
+    values = {name: _lookup(config, name) for name in (
+        "worker-cmd", "profile", "timeout-scale", "only", "skip", "contract-json",
+        "worker-address", "level", "baseline", "report-dir", "clause-timeout")}
+    if values["worker-cmd"][0] is not None and values["worker-address"][0] is not None:
+        raise pytest.UsageError(
+            f"Give a worker command ({values['worker-cmd'][1]}) or a worker address "
+            f"({values['worker-address'][1]}), not both")
+    results = values["contract-json"][0]
+    return Settings(
+        worker_cmd=_validate_worker_cmd(*values["worker-cmd"]),
+        profiles=_validate_profiles(*values["profile"]),
+        timeout_scale=_validate_timeout_scale(*values["timeout-scale"]),
+        only=_globs(values["only"][0]),
+        skip=_globs(values["skip"][0]),
+        results_path=Path(results) if results else None,
+        sources={name: where for name, (_, where) in values.items()},
+        worker_address=_validate_worker_address(*values["worker-address"]),
+        level=_validate_level(*values["level"]),
+        baseline=_validate_baseline(*values["baseline"]),
+        report_dir=_validate_report_dir(*values["report-dir"]),
+        clause_timeout_s=_validate_clause_timeout(*values["clause-timeout"]),
+    )
+
+
+SETTINGS = pytest.StashKey[Settings]()

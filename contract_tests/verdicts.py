@@ -1,0 +1,238 @@
+"""Verdicts of clause tests: a deadline per phase, FAIL/ERROR/TIMEOUT/NOT-RUN per test, the report at the end.
+
+A pytest plugin that plugin.py registers once settings are resolved. Each phase is
+classified where it ran (FAIL only when the worker broke the contract, ERROR
+when the harness failed, TIMEOUT past its deadline) and carries its evidence
+in the report, which survives xdist; the controller folds the phases into a
+RunReport, applies the baseline, writes --report-dir and prints the verdict.
+pytest's own exit status stays pytest's; `snakepit-contract run` exits with
+the verdict (docs/report.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import grpc
+import pytest
+
+from contract_tests import __version__, report
+from contract_tests.clause import REGISTRY, Clause
+from contract_tests.client import WorkerClient
+from contract_tests.deadline import ClauseTimeout, deadline
+from contract_tests.errors import ContractViolation, WorkerStartError
+from contract_tests.launcher import WorkerProcess
+from contract_tests.profiles import Profile
+from contract_tests.report import json_report, terminal
+from contract_tests.report.model import (
+    LEVELS,
+    NOT_RUN_PREFIX,
+    CheckRecord,
+    Evidence,
+    Outcome,
+    RunReport,
+    fold,
+    plan,
+)
+from contract_tests.settings import SETTINGS
+
+# Raised by a check's own calls, these mean the worker broke the contract; anything else is the harness's.
+_WORKER_FAULTS = (AssertionError, grpc.RpcError, WorkerStartError)
+_EVIDENCE_LIMIT = 6000
+
+# What fixtures leave on a test for its evidence: the workers it used, the attached client, the tools found.
+WORKERS = pytest.StashKey[list[WorkerProcess]]()
+ATTACHED_CLIENT = pytest.StashKey[WorkerClient]()
+TOOLS = pytest.StashKey[frozenset[str] | str]()
+REPORT = pytest.StashKey[RunReport]()
+_COLLECTOR = pytest.StashKey["_Collector"]()
+_STARTED = pytest.StashKey[datetime]()
+
+
+def clause_of(item: pytest.Item) -> Clause | None:
+    """The catalogue clause a test checks, if it is a clause test."""
+    marker = item.get_closest_marker("clause")
+    return REGISTRY.get(marker.args[0]) if marker else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STARTED] = datetime.now(UTC)
+    config.stash[_COLLECTOR] = _Collector()
+    config.pluginmanager.register(config.stash[_COLLECTOR], "snakepit-contract-results")
+
+
+@contextmanager
+def _phase_deadline(item: pytest.Item) -> Iterator[None]:
+    if clause_of(item) is None:
+        yield
+        return
+    settings = item.config.stash[SETTINGS]
+    with deadline(settings.clause_timeout_s * settings.timeout_scale):
+        yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with _phase_deadline(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _phase_deadline(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    with _phase_deadline(item):
+        return (yield)
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        return f"gRPC {error.code().name}: {error.details()}"
+    return str(error).strip() or type(error).__name__
+
+
+def _classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Outcome, str]:
+    """This phase's outcome: FAIL only when the worker broke the contract, ERROR when the harness failed."""
+    if report.passed:
+        return Outcome.PASS, ""
+    if report.skipped:
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else report.longreprtext
+        reason = reason.removeprefix("Skipped: ")
+        return (Outcome.NOT_RUN if reason.startswith(NOT_RUN_PREFIX) else Outcome.SKIP), reason
+    excinfo = call.excinfo
+    if excinfo is None:
+        return Outcome.ERROR, report.longreprtext.strip()[-500:]
+    if excinfo.errisinstance(ClauseTimeout):
+        return Outcome.TIMEOUT, _message(excinfo.value)
+    if excinfo.errisinstance(ContractViolation) or (call.when == "call" and excinfo.errisinstance(_WORKER_FAULTS)):
+        return Outcome.FAIL, _message(excinfo.value)
+    return Outcome.ERROR, f"{excinfo.typename} during {call.when}: {_message(excinfo.value)}"
+
+
+def _attach_evidence(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None],
+                     found: Clause, profile_name: str) -> None:
+    """Requirement and repro, each worker's state and gRPC trace, stacks at a timeout, full worker output."""
+    settings = item.config.stash[SETTINGS]
+    report.sections.append((
+        f"clause {found.id}",
+        f"{found.level.value}: {found.requirement}\nReproduce: {settings.repro(found.id, profile_name, found.level)}",
+    ))
+    logs = {}
+    for worker in item.stash.get(WORKERS, []):
+        pid = worker.proc.pid if worker.proc else "-"
+        report.sections.append((f"worker pid {pid}", worker.evidence()))
+        if worker.output is not None:
+            logs[f"{found.id}-{profile_name}-{pid}.log"] = (
+                f"{worker.evidence()}\n--- full worker output (last 64 KiB) ---\n{worker.output.text()}")
+    attached = item.stash.get(ATTACHED_CLIENT, None)
+    if attached is not None:
+        report.sections.append((f"worker at {attached.target}",
+                                "--- gRPC trace (last calls) ---\n" + "\n".join(attached.trace)))
+    if call.excinfo is not None and isinstance(call.excinfo.value, ClauseTimeout):
+        report.sections.append(("thread dump at the deadline", call.excinfo.value.thread_dump))
+    # Reports keep extra attributes across xdist, unlike sections nobody should print in full.
+    report.worker_logs = logs  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    found = clause_of(item)
+    if found is None:
+        return report
+    callspec = getattr(item, "callspec", None)
+    profile = callspec.params.get("profile") if callspec else None
+    profile_name = profile.name if isinstance(profile, Profile) else ""
+    outcome, reason = _classify(report, call)
+    report.user_properties += [
+        ("clause", found.id), ("level", found.level.value), ("profile", profile_name),
+        ("outcome", outcome.value), ("reason", reason),
+    ]
+    tools = item.stash.get(TOOLS, None)
+    if tools is not None:
+        report.user_properties.append(("contract_tools", tools if isinstance(tools, str) else sorted(tools)))
+    if report.failed:
+        _attach_evidence(item, report, call, found, profile_name)
+    return report
+
+
+def _evidence(report: pytest.TestReport) -> list[Evidence]:
+    """Our sections of a failed phase (the requirement and repro are fields of the result instead)."""
+    found = [Evidence(title, text if len(text) <= _EVIDENCE_LIMIT else "[...]\n" + text[-_EVIDENCE_LIMIT:])
+             for title, text in report.sections
+             if title.startswith(("worker pid ", "worker at ", "thread dump"))]
+    if report.failed and not any(t.startswith("worker") for t, _ in report.sections):
+        found.append(Evidence(f"traceback ({report.when})", "\n".join(report.longreprtext.splitlines()[-40:])))
+    return found
+
+
+class _Collector:
+    """Folds phase reports into one record per clause test, on the xdist controller or the only process."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, CheckRecord] = {}
+        self.tools: list[str] | str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if "outcome" not in props:
+            return
+        record = self.records.setdefault(
+            report.nodeid, CheckRecord(report.nodeid, str(props["clause"]), str(props["profile"])))
+        record.add_phase(report.when, Outcome(props["outcome"]), str(props["reason"]), report.duration,
+                         [e for e in _evidence(report) if e.title not in {x.title for x in record.evidence}],
+                         getattr(report, "worker_logs", None))
+        if self.tools is None and "contract_tools" in props:
+            self.tools = props["contract_tools"]  # type: ignore[assignment]
+
+
+def _build_report(config: pytest.Config, interrupted: bool) -> RunReport:
+    settings, collector = config.stash[SETTINGS], config.stash[_COLLECTOR]
+    chosen = plan(REGISTRY.values(), [p.name for p in settings.profiles], settings.only, settings.skip)
+    results = fold(collector.records.values(), chosen, LEVELS[settings.level],
+                   lambda c, p: settings.repro(c.id, p, c.level), interrupted)
+    problems = settings.baseline.apply(results, date.today()) if settings.baseline else []
+    worker = settings.describe_worker()
+    if isinstance(collector.tools, list):
+        worker = replace(worker, tools=tuple(collector.tools))
+    elif isinstance(collector.tools, str):
+        worker = replace(worker, tools_note=collector.tools)
+    return RunReport(
+        suite_version=__version__, started_at=config.stash[_STARTED], finished_at=datetime.now(UTC),
+        worker=worker, profiles=[p.name for p in settings.profiles], level=settings.level,
+        only=settings.only, skip=settings.skip, not_selected=chosen.not_selected,
+        not_applicable=chosen.not_applicable, results=results, interrupted=interrupted,
+        baseline=str(settings.baseline.path) if settings.baseline else None, problems=problems,
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    settings = config.stash[SETTINGS]
+    wanted = settings.report_dir is not None or settings.results_path is not None
+    if hasattr(config, "workerinput") or not (wanted or config.stash[_COLLECTOR].records):
+        return
+    built = _build_report(config, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if settings.report_dir is not None:
+        report.write_all(built, settings.report_dir)
+    if settings.results_path is not None:
+        settings.results_path.parent.mkdir(parents=True, exist_ok=True)
+        settings.results_path.write_text(json_report.render(built), encoding="utf-8")
+    config.stash[REPORT] = built
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    built = config.stash.get(REPORT, None)
+    if built is not None:
+        terminalreporter.section("snakepit-contract")
+        for line, markup in terminal.summary_lines(built, config.stash[SETTINGS].report_dir):
+            terminalreporter.write_line(line, **markup)
