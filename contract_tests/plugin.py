@@ -46,6 +46,13 @@ def _interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Once the session is over there is nothing left to tear down: a late SIGTERM just ends the process.
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.default_int_handler:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _interrupt_on_sigterm()
     config.addinivalue_line("markers", "clause(id): the contract clause this test checks")

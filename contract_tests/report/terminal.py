@@ -121,3 +121,5 @@ class Progress:
             self._terminal.write_line(
                 f"{count} {props['clause']:<12} {props['profile']:<14} {worst[0].value:<8} {worst[2]:6.2f} s{detail}",
                 **COLOURS[worst[0]])
+            # Live progress must reach a CI log (a pipe, block-buffered) as it happens.
+            self._terminal.flush()
