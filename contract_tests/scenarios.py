@@ -44,6 +44,14 @@ def load_scenario(name: str) -> dict[str, Any]:
     return scenario
 
 
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 class FakeClock:
     """The session store's clock: scenarios advance it instead of sleeping."""
 
@@ -99,6 +107,7 @@ class ScenarioRunner:
         self.calls: dict[str, _Outcome] = {}
         self._pending: dict[str, Future[_Outcome]] = {}
         self._stopped: list[WorkerProcess] = []
+        self._spawned: list[_Outcome] = []
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="scenario")
 
     # -- running -----------------------------------------------------------------------------------
@@ -266,6 +275,8 @@ class ScenarioRunner:
 
     def _op_execute(self, index: int, step: Step) -> None:
         outcome = self._call(step)
+        if step["tool"] == "contract.spawn_child":
+            self._spawned.append(outcome)
         if "id" in step:
             self.calls[step["id"]] = outcome
         self._judge(index, step, outcome)
@@ -313,9 +324,12 @@ class ScenarioRunner:
         """What the stopped pool's workers left behind: processes (zombies count as gone) and ready files."""
         expect = step["expect"]
         if expect.get("no_worker_process"):
-            alive = [w.pid for w in self._stopped if w.proc is not None and Path(f"/proc/{w.pid}").exists()
-                     and Path(f"/proc/{w.pid}/stat").read_text().split()[2] != "Z"]
+            alive = [w.pid for w in self._stopped if w.proc is not None and _running(w.pid)]
             self._check(index, step, "worker processes alive", [], alive)
+        if expect.get("no_spawned_child"):
+            children = [o.routed.reply.value["pid"] for o in self._spawned if o.routed is not None
+                        and isinstance(o.routed.reply.value, dict) and isinstance(o.routed.reply.value.get("pid"), int)]
+            self._check(index, step, "spawned child processes alive", [], [p for p in children if _running(p)])
         if expect.get("no_ready_file"):
             left = [str(w.ready_file) for w in self._stopped if w.ready_file is not None and w.ready_file.exists()]
             self._check(index, step, "ready files left", [], left)

@@ -217,6 +217,7 @@ async def serve(args: argparse.Namespace) -> int:
     if watchdog is not None:
         watchdog.cancel()
     await server.stop(grace=SHUTDOWN_GRACE_S)
+    state.stop_children()
     if elixir is not None:
         await elixir.close()
     return code

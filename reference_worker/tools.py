@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +42,15 @@ class WorkerState:
     stream_chunks_produced: int = 0
     session_programs: dict[str, dict[str, Program]] = field(default_factory=dict)
     global_programs: dict[str, Program] = field(default_factory=dict)
+    children: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    def stop_children(self) -> None:
+        """Kill the processes contract.spawn_child started: nothing the worker made outlives it."""
+        for child in self.children:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+        self.children.clear()
 
     def release_session(self, session_id: str) -> int:
         """Drop a session's programs (CleanupSession); returns how many were released."""
@@ -277,6 +287,16 @@ async def exit_process(call: Call) -> Any:
     return {"exiting": code}
 
 
+async def spawn_child(call: Call) -> Any:
+    """Start a long-sleeping child process, as workers that run subprocesses do; returns its pid."""
+    child = await asyncio.create_subprocess_exec(
+        "sleep", "3600",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    call.state.children.append(child)
+    return {"pid": child.pid}
+
+
 STREAMING: dict[str, StreamTool] = {"contract.stream": stream}
 UNARY: dict[str, UnaryTool] = {
     "contract.catalogue": catalogue,
@@ -295,5 +315,6 @@ UNARY: dict[str, UnaryTool] = {
     "contract.call_elixir": call_elixir,
     "contract.register_tools": register_tools,
     "contract.exit": exit_process,
+    "contract.spawn_child": spawn_child,
 }
 CATALOGUE: tuple[str, ...] = tuple(sorted(UNARY.keys() | STREAMING.keys()))

@@ -26,6 +26,11 @@ def test_stop_leaves_no_process(run_scenario: RunScenario) -> None:
     run_scenario("cleanup/stop-leaves-nothing")
 
 
+@clause("CLEANUP-002")
+def test_stop_leaves_no_child_process(run_scenario: RunScenario) -> None:
+    run_scenario("cleanup/stop-leaves-nothing")
+
+
 @clause("CLEANUP-003")
 def test_stop_leaves_no_ready_file(run_scenario: RunScenario) -> None:
     run_scenario("cleanup/stop-leaves-nothing")
