@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "payloads"
+from contract_tests.datafiles import data_dir
+
+PAYLOAD_DIR = data_dir() / "payloads"
 
 
 @cache

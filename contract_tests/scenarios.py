@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from contract_tests.client import CHANNEL_OPTIONS
+from contract_tests.datafiles import data_dir
 from contract_tests.errors import ContractViolation
 from contract_tests.host import HostEmulator
 from contract_tests.launcher import WorkerProcess, WorkerSpec
@@ -30,7 +31,7 @@ from contract_tests.proto import snakepit_bridge_pb2 as pb
 from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
 from contract_tests.session_store import SessionNotFound, SessionStore, SessionStoreError
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"
+SCENARIO_DIR = data_dir() / "scenarios"
 Step = dict[str, Any]
 
 
