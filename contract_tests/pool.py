@@ -50,6 +50,8 @@ _DYING_S = 0.25
 _JOIN_SLACK_S = 10.0
 # `:erlang.unique_integer([:positive])` in worker ids (HEAD initializer.ex:292, v0.6.0 pool.ex:908).
 _unique = itertools.count(1)
+# The N of each GRPCWorker's `#PID<0.N.0>` in its health-check message.
+_beam_pids = itertools.count(300)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -100,6 +102,10 @@ class PoolTimings:
     # RuntimeCleanup after the supervision tree is down (0.13); None = no such pass for arbitrary workers.
     cleanup_timeout_s: float | None = None
     cleanup_poll_s: float = 0.05
+    # GRPCWorker's periodic `Ping("health_check_#PID<…>")`: first one interval after ready; None = none sent.
+    health_check_interval_s: float | None = 30.0
+    # That Ping's RPC deadline, counted from when it starts (after waiting its turn on the worker).
+    health_check_timeout_s: float = 30.0
 
     @classmethod
     def for_profile(cls, profile: Profile) -> PoolTimings:
@@ -115,6 +121,10 @@ class PoolTimings:
                 supervisor_restart_max=3,  # v0.6.0 worker_supervisor.ex DynamicSupervisor.init: 3 in 5 s
                 supervisor_restart_window_s=5.0,
                 cleanup_timeout_s=None,  # ApplicationCleanup only kills `grpc_server.py` by run id (facts §2.9)
+                health_check_interval_s=30.0,  # v0.6.0 grpc_worker.ex:747-750 Process.send_after(…, 30_000)
+                # v0.6.0 grpc_worker.ex:752-753 Client.health/2 without opts -> client.ex:86-88 ->
+                # client_impl.ex:9,31-35 @default_timeout 30_000
+                health_check_timeout_s=30.0,
             )
         return cls(
             queue_timeout_s=10.0,  # HEAD defaults.ex:127,198-201 (:balanced) via pool_queue_timeout, state.ex:53
@@ -128,6 +138,8 @@ class PoolTimings:
             supervisor_restart_window_s=5.0,
             cleanup_timeout_s=3.0,  # HEAD defaults.ex:1241-1254, runtime_cleanup.ex:27-61 (facts §2.7)
             cleanup_poll_s=0.05,
+            health_check_interval_s=30.0,  # HEAD defaults.ex:499-502, grpc_worker.ex:1093-1095
+            health_check_timeout_s=5.0,  # HEAD defaults.ex:510-513, config.ex:820-825, grpc_worker.ex:1097-1100
         )
 
 
@@ -146,6 +158,34 @@ class Routed:
     waited_s: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class HealthPing:
+    """One periodic health Ping as the GRPCWorker sent it (monotonic times); failures are only logged."""
+
+    worker_id: str
+    pid: int
+    message: str  # "health_check_#PID<0.N.0>": Client.health/3 on inspect(self()) of the GRPCWorker
+    queued_at: float  # the timer fired and the Ping took its place in the worker's RPC line
+    started_at: float  # its turn came: the RPC went out, with the health-check deadline from here
+    finished_at: float
+    error: str | None = None  # "STATUS: details" of a failed Ping; None when it answered OK
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(eq=False)
+class _Gate:
+    """A GRPCWorker's one-RPC-at-a-time line: the HEAD rpc_request_queue or the v0.6.0 mailbox (FIFO).
+
+    Separate from the Pool's busy flag: the Pool never learns of health pings (facts §3.1).
+    """
+
+    waiting: collections.deque[object] = field(default_factory=collections.deque)
+    running: object | None = None
 
 
 @dataclass(eq=False)
@@ -219,11 +259,13 @@ class PoolEmulator:
         self._legacy = _legacy(profile)
         self.affinity = self._validate_mode(affinity)
         self.events: list[str] = []
+        self.health_pings: list[HealthPing] = []
         self._t0 = time.monotonic()
         self._cond = threading.Condition(threading.RLock())
         self._slots = [_Slot(n, self._new_id(n)) for n in range(1, size + 1)]
         self._by_id: dict[str, _Slot] = {s.worker_id: s for s in self._slots}
         self._queue: collections.deque[_Request] = collections.deque()
+        self._gates: dict[WorkerProcess, _Gate] = {}
         self._cache: dict[str, tuple[str, float]] = {}
         self._supervisor_restarts: collections.deque[float] = collections.deque()
         self._runtime_restarts: collections.deque[float] = collections.deque()
@@ -307,17 +349,22 @@ class PoolEmulator:
     ) -> Routed:
         """`Snakepit.execute/3`: route by `session_id` (never sent on the wire, facts §9.15), queue if all busy."""
         lease = self._checkout(tool, session_id, self._mode(affinity), timeout, queue=True)
-        started = time.monotonic()
         try:
             client = lease.process.client
             assert client is not None
             request, headers = client.tool_request(tool, params, binary=binary, correlation_id=correlation_id)
+            turn = self._await_turn(lease, tool)  # behind a health Ping already in the worker's line
+            started = time.monotonic()
             try:
-                # The RPC deadline is the whole `timeout`, queue wait or not (facts §9.25).
-                reply = client.execute_request(request, headers, timeout)
+                try:
+                    # The RPC deadline is the whole `timeout`, queue wait or not (facts §9.25).
+                    reply = client.execute_request(request, headers, timeout)
+                finally:
+                    # Before the worker's reply starts its next queued RPC and the check-in its next call.
+                    finished = time.monotonic()
+                    self._end_turn(lease.process, turn)
             except (grpc.RpcError, ValueError) as err:  # ValueError: channel closed under a dead worker
                 raise self._call_failed(lease, tool, err) from err
-            finished = time.monotonic()  # before the check-in that may start the next call on this worker
         finally:
             self._checkin(lease)
         return Routed(
@@ -376,7 +423,11 @@ class PoolEmulator:
         try:
             client = lease.process.client
             assert client is not None
-            result = client.stream(tool, params, timeout)
+            turn = self._await_turn(lease, tool)
+            try:
+                result = client.stream(tool, params, timeout)
+            finally:
+                self._end_turn(lease.process, turn)
         except ValueError as err:
             raise self._call_failed(lease, tool, err) from err
         finally:
@@ -717,6 +768,7 @@ class PoolEmulator:
                 slot.state, slot.ready_count = "ready", slot.ready_count + 1
                 self._initialized = True
                 self._event(f"{slot.worker_id} ready: pid {process.pid} in {time.monotonic() - began:.3f} s")
+                self._start_health_checks(slot, process)
                 self._dispatch(slot)  # worker_ready drives the queue like a check-in (HEAD pool.ex:867)
                 self._cond.notify_all()
                 return
@@ -757,6 +809,135 @@ class PoolEmulator:
         else:
             self._restart(slot, process, graceful=False)
         self._cond.notify_all()
+
+    # -- the GRPCWorker's own RPC line and health pings (facts §3.1-3.3, §7) ----------------------------
+    def _gate(self, process: WorkerProcess) -> _Gate:
+        return self._gates.setdefault(process, _Gate())
+
+    def _gone(self, slot: _Slot, process: WorkerProcess) -> bool:
+        """(Lock held.) The GRPCWorker of `process` is no more (dead, replaced, or the pool stops)."""
+        return self._stopping or slot.process is not process or slot.state != "ready"
+
+    def _await_turn(self, lease: _Lease, tool: str) -> object:
+        """Join the worker's RPC line and wait until this call is at its head and nothing runs."""
+        token = object()
+        with self._cond:
+            gate = self._gate(lease.process)
+            gate.waiting.append(token)
+            if gate.running is not None or gate.waiting[0] is not token:
+                self._event(f"{tool} on {lease.worker_id} waits behind a health Ping in the GRPCWorker's line")
+            # Once its worker is gone the call stops waiting: its RPC then fails and is classified as usual.
+            self._wait_turn(gate, token, lambda: self._gone(lease.slot, lease.process))
+        return token
+
+    def _wait_turn(self, gate: _Gate, token: object, give_up: Callable[[], bool]) -> bool:
+        """(Lock held.) True once `token` runs; False (and out of the line) if `give_up()` turns true first."""
+        while True:
+            if give_up():
+                gate.waiting.remove(token)
+                self._cond.notify_all()
+                return False
+            if gate.running is None and gate.waiting[0] is token:
+                break
+            self._cond.wait(0.5)
+        gate.waiting.popleft()
+        gate.running = token
+        return True
+
+    def _end_turn(self, process: WorkerProcess, token: object) -> None:
+        with self._cond:
+            gate = self._gate(process)
+            if gate.running is token:
+                gate.running = None
+                self._cond.notify_all()
+
+    def _start_health_checks(self, slot: _Slot, process: WorkerProcess) -> None:
+        """(Lock held.) Arm the worker's health-check timer as it is acknowledged ready.
+
+        HEAD `complete_worker_initialization` (grpc_worker.ex:285-286, after worker_ready, bootstrap.ex:80-81);
+        v0.6.0 after worker_ready (grpc_worker.ex:366-369).
+        """
+        if self.timings.health_check_interval_s is None:
+            return
+        thread = threading.Thread(
+            target=self._health_checks,
+            args=(slot, process, slot.worker_id, f"#PID<0.{next(_beam_pids)}.0>", time.monotonic()),
+            name=f"pool-health-{slot.worker_id}",
+            daemon=True,
+        )
+        self._track(thread)
+
+    def _health_checks(
+        self, slot: _Slot, process: WorkerProcess, worker_id: str, beam_pid: str, ready_at: float
+    ) -> None:
+        """The `:health_check` timer of one GRPCWorker; it dies with the worker (or the pool)."""
+        interval = self.timings.health_check_interval_s
+        assert interval is not None
+        due = ready_at + interval
+        while True:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._gone(slot, process), max(0.0, due - time.monotonic())):
+                    return
+                # The Ping takes its place in the worker's line when the timer fires: behind a running call,
+                # ahead of any call the Pool hands this worker later.
+                token = object()
+                self._gate(process).waiting.append(token)
+                fired = time.monotonic()
+                ping: threading.Thread | None = None
+                if not self._legacy:
+                    ping = threading.Thread(
+                        target=self._health_ping,
+                        args=(slot, process, worker_id, beam_pid, token, fired),
+                        name=f"pool-ping-{slot.worker_id}",
+                        daemon=True,
+                    )
+                    self._track(ping)
+            if ping is None:
+                # v0.6.0 pings inside handle_info(:health_check), blocking the GRPCWorker, and re-arms the
+                # timer only after the Ping returned, pass or fail (grpc_worker.ex:498-512).
+                self._health_ping(slot, process, worker_id, beam_pid, token, fired)
+                due = time.monotonic() + interval
+            else:
+                # HEAD re-arms the timer first, then enqueues the Ping as an async RPC (grpc_worker.ex:518-526,
+                # 1028-1045): one Ping per tick, however long earlier ones wait or run.
+                due = fired + interval
+
+    def _health_ping(
+        self, slot: _Slot, process: WorkerProcess, worker_id: str, beam_pid: str, token: object, queued_at: float
+    ) -> None:
+        """Wait for the Ping's turn, send it, log a failure; a health ping never stops or restarts a worker."""
+        with self._cond:
+            gate = self._gate(process)
+            if not self._wait_turn(gate, token, lambda: self._gone(slot, process)):
+                return  # the GRPCWorker died with its line
+            message = f"health_check_{beam_pid}"
+            timeout = self.timings.health_check_timeout_s
+            self._event(f"{worker_id}: health Ping({message!r}) sent, deadline {timeout:g} s")
+        started = time.monotonic()
+        error: str | None = None
+        try:
+            client = process.client
+            assert client is not None
+            client.ping(message, timeout=timeout)
+        except grpc.RpcError as err:
+            error = f"{err.code().name}: {err.details()}"
+        except ValueError as err:  # channel closed under a worker being stopped
+            error = repr(err)
+        finally:
+            finished = time.monotonic()
+            self._end_turn(process, token)
+        with self._cond:
+            if self._stopping:
+                return  # the GRPCWorker is terminating; nobody handles the result
+            self.health_pings.append(
+                HealthPing(worker_id, process.pid, message, queued_at, started, finished, error)
+            )
+            if error is None:
+                self._event(f"{worker_id}: health Ping answered OK in {finished - started:.3f} s")
+            else:
+                # HEAD grpc_worker.ex:1036-1037 SLog.warning; v0.6.0 grpc_worker.ex:506-507 Logger.warning.
+                self._event(f"{worker_id}: health check failed ({error}) after {finished - started:.3f} s; "
+                            "only logged, the worker stays")
 
     def _watch(self) -> None:
         """Notice workers that exit on their own (crash, contract.exit, heartbeat stop)."""

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import re
 import shutil
 import signal
 import sys
@@ -87,6 +88,9 @@ def test_timings_follow_the_profile() -> None:
     for timings in (old, new):
         assert (timings.max_queue, timings.restart_max, timings.restart_window_s) == (1000, 3, 5.0)
         assert timings.affinity_cache_ttl_s == 60.0
+    # Health Ping every 30 s at both; deadline 30 s (v0.6.0 client default) vs 5 s (HEAD).
+    assert (old.health_check_interval_s, old.health_check_timeout_s) == (30.0, 30.0)
+    assert (new.health_check_interval_s, new.health_check_timeout_s) == (30.0, 5.0)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -310,6 +314,80 @@ def test_heartbeat_stopped_worker_is_not_restarted() -> None:
             assert pool.slot_states() == {stuck: "empty", _other(pool, stuck): "ready"}
             assert any("stopped by its heartbeat" in line for line in pool.events)
             assert pool.execute("contract.whoami").worker_id == _other(pool, stuck)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_health_pings_are_periodic_and_wait_for_a_running_call(profile: Profile) -> None:
+    """Ensure each worker gets Ping('health_check_#PID<…>') one interval after ready, then periodically, and a
+    Ping due during a call waits for it (the GRPCWorker's one-RPC line), re-armed per tick (0.13) or after it (0.6).
+    """
+    timings = dataclasses.replace(PoolTimings.for_profile(profile), health_check_interval_s=0.3)
+    before = time.monotonic()
+    with _pool(profile, size=1, timings=timings) as pool:
+        ready = time.monotonic()
+        call = pool.execute("contract.sleep", {"seconds": 0.6})
+        _until(lambda: any(p.queued_at > call.finished_at for p in pool.health_pings), pool)
+        pings = list(pool.health_pings)
+        worker_id = pool.worker_ids()[0]
+    assert all(p.ok and (p.worker_id, p.pid) == (worker_id, call.pid) for p in pings), pings
+    assert re.fullmatch(r"health_check_#PID<0\.\d+\.0>", pings[0].message) and len({p.message for p in pings}) == 1
+    assert before + 0.3 <= pings[0].queued_at <= ready + 0.3 + 0.2
+    for ping in pings:  # never overlaps the call on that worker
+        assert ping.finished_at <= call.started_at or ping.started_at >= call.finished_at, (ping, call)
+    index, waited = next((i, p) for i, p in enumerate(pings) if call.started_at < p.queued_at < call.finished_at)
+    assert waited.started_at >= call.finished_at and pings[index + 1].queued_at > waited.queued_at
+    if profile is SNAKEPIT_0_6:  # handle_info(:health_check) re-arms the timer after its Ping
+        assert all(b.queued_at >= a.finished_at + 0.29 for a, b in itertools.pairwise(pings))
+    else:  # HEAD re-arms the timer when it fires, whatever the Ping waits for
+        assert pings[index + 1].queued_at < waited.finished_at + 0.15
+        assert all(b.queued_at - a.queued_at >= 0.29 for a, b in itertools.pairwise(pings))
+
+
+_SLOW_HEALTH_PING = """\
+\"\"\"The reference worker, but a health Ping takes 2 s (the connect Ping stays fast).\"\"\"
+import asyncio
+import sys
+
+from reference_worker import server, servicer
+
+_ping = servicer.BridgeServicer.Ping
+
+
+async def _slow(self, request, context):
+    if request.message.startswith("health_check_"):
+        await asyncio.sleep(2)
+    return await _ping(self, request, context)
+
+
+servicer.BridgeServicer.Ping = _slow
+sys.exit(server.main())
+"""
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_failed_health_ping_is_only_logged(profile: Profile, tmp_path: Path) -> None:
+    """Ensure a health Ping past its deadline is logged, never restarts the worker, and a call waits behind it."""
+    script = tmp_path / "slow_health_ping.py"
+    script.write_text(_SLOW_HEALTH_PING)
+    timings = dataclasses.replace(
+        PoolTimings.for_profile(profile), health_check_interval_s=0.3, health_check_timeout_s=0.5
+    )
+    with _pool(profile, size=1, commands=lambda n: (sys.executable, str(script)), timings=timings) as pool:
+        worker_id = pool.worker_ids()[0]
+        pid = pool.worker(worker_id).pid
+        _until(lambda: any("health Ping(" in line for line in pool.events), pool)
+        assert not pool.busy(worker_id)  # the Pool never learns of health pings
+        routed = pool.execute("contract.whoami")  # handed to the worker at once, then waits in its line
+        assert (routed.path, routed.waited_s, routed.reply.value["pid"]) == ("any", 0.0, pid)
+        _until(lambda: len(pool.health_pings) >= 2, pool)
+        first = pool.health_pings[0]
+        assert not first.ok and "DEADLINE_EXCEEDED" in str(first.error)
+        assert 0.45 <= first.finished_at - first.started_at < 1.5 and routed.started_at >= first.finished_at
+        assert not any(p.ok for p in pool.health_pings)
+        assert pool.slot_states() == {worker_id: "ready"} and pool.worker(worker_id).pid == pid
+        events = list(pool.events)
+    assert any("health check failed (DEADLINE_EXCEEDED" in line and "only logged" in line for line in events)
+    assert not any("restarts" in line or "exit status" in line for line in events)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
