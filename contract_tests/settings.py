@@ -117,16 +117,19 @@ def _validate_profiles(value: str | None, where: str) -> tuple[Profile, ...]:
         raise pytest.UsageError(f"Invalid profile from {where}: {err}") from None
 
 
-def _validate_timeout_scale(value: str | None, where: str) -> float:
-    if value is None:
-        return 1.0
+def _number_in_range(value: str, where: str, what: str, low: float, high: float, unit: str) -> float:
+    """Parse a float setting; a usage error names the setting, its source and the accepted range."""
     try:
-        scale = float(value)
+        number = float(value)
     except ValueError:
-        scale = -1.0
-    if not 0.1 <= scale <= 100:
-        raise pytest.UsageError(f"Invalid timeout scale {value!r} from {where}: expected a number in 0.1..100")
-    return scale
+        number = float("nan")
+    if not low <= number <= high:  # NaN fails both comparisons
+        raise pytest.UsageError(f"Invalid {what} {value!r} from {where}: expected {unit} in {low:g}..{high:g}")
+    return number
+
+
+def _validate_timeout_scale(value: str | None, where: str) -> float:
+    return 1.0 if value is None else _number_in_range(value, where, "timeout scale", 0.1, 100, "a number")
 
 
 def _validate_worker_cmd(value: str | None, where: str) -> tuple[str, ...]:
@@ -182,13 +185,7 @@ def _validate_report_dir(value: str | None, where: str) -> Path | None:
 def _validate_clause_timeout(value: str | None, where: str) -> float:
     if value is None:
         return DEFAULT_CLAUSE_TIMEOUT_S
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0.1 <= seconds <= 3600:
-        raise pytest.UsageError(f"Invalid clause timeout {value!r} from {where}: expected seconds in 0.1..3600")
-    return seconds
+    return _number_in_range(value, where, "clause timeout", 0.1, 3600, "seconds")
 
 
 def _globs(value: str | None) -> tuple[str, ...]:
