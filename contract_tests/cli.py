@@ -23,6 +23,7 @@ from typing import TextIO
 import pytest
 
 from contract_tests import clauses
+from contract_tests.bench import command as bench_command
 from contract_tests.clause import REGISTRY, TESTS, Clause, Level
 from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="Print a clause's requirement, its checks and how to reproduce it")
     explain.add_argument("clause", help="Clause id, e.g. PROC-010")
     explain.add_argument("--worker-cmd", help="Worker command to put in the reproduce line")
+    bench_command.add_parser(sub)
     return parser
 
 
@@ -205,7 +207,8 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_CONFORMANT
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"run": _run, "list": _list, "explain": _explain}
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"run": _run, "list": _list, "explain": _explain,
+                                                                 "bench": bench_command.run}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -1,0 +1,97 @@
+"""The `snakepit-contract bench` subcommand: options, the run, bench.json and the table.
+
+Exit status: 0 measured, 2 the harness failed (a target did not start or a call failed), 3 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+
+from contract_tests.bench import output
+from contract_tests.bench.measure import BenchSettings
+from contract_tests.bench.runner import run_bench
+from contract_tests.errors import WorkerStartError
+from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
+from contract_tests.settings import DEFAULT_WORKER_CMD
+
+_DEFAULTS = BenchSettings()
+_COUNTS = {
+    "calls": "Timed sequential ExecuteTool calls per repetition",
+    "warmup": "Untimed calls before them",
+    "repeat": "Repetitions (each on fresh processes)",
+    "launches": "Spawn-to-ready launches per repetition (median taken)",
+    "stream_chunks": "Chunks of the timed contract.stream call",
+    "payload_calls": "Timed 1 MiB contract.echo calls",
+    "pool_calls": "Timed calls through a pool (0: no pool figure)",
+    "pool_size": "Workers in the pool",
+    "pool_sessions": "Concurrent sessions calling the pool, one call at a time each",
+}
+
+
+def add_parser(sub: Any) -> None:
+    """Register `bench` on the CLI's subparsers."""
+    bench = sub.add_parser("bench", help="Measure a worker's cost next to a bare grpcio server (docs/bench.md)")
+    target = bench.add_mutually_exclusive_group()
+    target.add_argument("--worker-cmd", help="Worker command, shell-quoted (default: the reference worker)")
+    target.add_argument("--worker-image", help="Worker container image (not available yet)")
+    for name, text in _COUNTS.items():
+        default = getattr(_DEFAULTS, name)
+        bench.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"{text} (default {default})")
+    bench.add_argument("--call-tool", help="Tool of the latency, calls/s, RSS and pool figures, for a worker "
+                       "without contract.echo (default: contract.echo)")
+    bench.add_argument("--call-params", default="{}", help="Its parameters, a JSON object (default {})")
+    bench.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
+                       help=f"How the targets are launched and called (default {DEFAULT_PROFILE})")
+    bench.add_argument("--timeout-scale", type=float, default=1.0, help="Multiply readiness and call deadlines")
+    bench.add_argument("--report-dir", type=Path, default=Path("bench-report"),
+                       help="Where bench.json goes (default: ./bench-report)")
+
+
+def _progress(line: str) -> None:
+    sys.stderr.write(f"bench: {line}\n")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the bench; usage problems raise the CLI's UsageProblem."""
+    from contract_tests.cli import EXIT_CONFORMANT, EXIT_HARNESS, IMAGE_NOT_YET, UsageProblem
+
+    if args.worker_image is not None:
+        raise UsageProblem(IMAGE_NOT_YET)
+    for name in _COUNTS:
+        if getattr(args, name) < (0 if name in ("warmup", "pool_calls") else 1):
+            raise UsageProblem(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")
+    if args.timeout_scale <= 0:
+        raise UsageProblem(f"--timeout-scale must be positive, not {args.timeout_scale}")
+    try:
+        worker_cmd = shlex.split(args.worker_cmd) if args.worker_cmd else list(DEFAULT_WORKER_CMD)
+    except ValueError as err:
+        raise UsageProblem(f"--worker-cmd cannot be split: {err}") from err
+    if not worker_cmd:
+        raise UsageProblem("--worker-cmd is empty")
+    try:
+        call_params = json.loads(args.call_params)
+    except ValueError as err:
+        raise UsageProblem(f"--call-params is not JSON: {err}") from err
+    if not isinstance(call_params, dict):
+        raise UsageProblem("--call-params must be a JSON object")
+    settings = BenchSettings(**{name: getattr(args, name) for name in _COUNTS}, timeout_scale=args.timeout_scale,
+                             call_tool=args.call_tool, call_params=call_params)
+    try:
+        bench_run = run_bench(worker_cmd, settings, PROFILES[args.profile],
+                              progress=_progress)
+    except (WorkerStartError, grpc.RpcError, RuntimeError, OSError) as err:
+        sys.stderr.write(f"snakepit-contract bench: harness failure: {err}\n")
+        return EXIT_HARNESS
+    doc = output.build(bench_run)
+    path = output.write(doc, args.report_dir)
+    out.write(output.table(doc) + "\n")
+    out.write(f"snakepit-contract bench: results in {path}\n")
+    return EXIT_CONFORMANT

@@ -1,0 +1,53 @@
+"""A bench run: the two bare baselines and the worker under test, repetitions interleaved.
+
+Each repetition measures every target once, in turn, on fresh processes, so slow drift of a
+noisy machine touches all of them alike; figures are then compared as ratios of medians.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from contract_tests.bench.measure import BenchSettings, Sample, Target, make_spec, measure
+from contract_tests.host import HostEmulator
+from contract_tests.profiles import Profile
+
+BASELINE_MODULE = "contract_tests.bench.baselines"
+BASELINES = (
+    Target("baseline-sync", (sys.executable, "-m", BASELINE_MODULE, "--variant", "sync")),
+    Target("baseline-async", (sys.executable, "-m", BASELINE_MODULE, "--variant", "async")),
+)
+WORKER = "worker"
+
+
+@dataclass
+class BenchRun:
+    """Every sample of every target, in measurement order."""
+
+    profile: str
+    settings: BenchSettings
+    targets: list[Target]
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+
+def run_bench(
+    worker_cmd: Sequence[str],
+    settings: BenchSettings,
+    profile: Profile,
+    progress: Callable[[str], None] = lambda line: None,
+    baselines: Sequence[Target] = BASELINES,
+) -> BenchRun:
+    """Measure the baselines and the worker `settings.repeat` times, interleaved."""
+    # The worker goes first, so a worker that cannot start fails the run before the baselines cost time.
+    targets = [Target(WORKER, tuple(worker_cmd)), *baselines]
+    run = BenchRun(profile.name, settings, targets, {t.name: [] for t in targets})
+    # The Elixir side the worker dials (heartbeats, callbacks), as in a real pool.
+    with HostEmulator(profile) as host:
+        for rep in range(1, settings.repeat + 1):
+            for target in targets:
+                progress(f"repetition {rep}/{settings.repeat}: {target.name}")
+                spec = make_spec(target, profile, host.elixir_address_for_worker, settings)
+                run.samples[target.name].append(measure(spec, settings, assume_tools=target in baselines, host=host))
+    return run
