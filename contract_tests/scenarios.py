@@ -314,7 +314,10 @@ class ScenarioRunner:
         assert routed is not None
         self.pool.crash(routed.worker_id)
         if step.get("wait_restarted", True):
-            self.pool.wait_restarted(routed.worker_id, timeout=30 * self.timeout_scale, previous_pid=routed.pid)
+            try:
+                self.pool.wait_restarted(routed.worker_id, timeout=30 * self.timeout_scale, previous_pid=routed.pid)
+            except TimeoutError as err:  # the worker could not be started again: its failure, not the harness's
+                self._fail(index, step, "the crashed worker is replaced by a new process", str(err)[:2000])
 
     def _op_stop_pool(self, index: int, step: Step) -> None:
         assert self.pool is not None

@@ -92,6 +92,8 @@ def test_suite_fails_the_mutant_on_its_targets(mutant: dict[str, Any], tmp_path:
          "--level", "all", "--timeout-scale", str(mutant.get("timeout_scale", 1)), "-n", "0",
          "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
+        # Mutants that must remember something across their own restarts keep it here, not in /tmp.
+        env={**os.environ, "MUTANT_STATE_DIR": str(tmp_path)},
     )
     report = tmp_path / "conformance.json"
     outcomes = {}

@@ -68,7 +68,8 @@ def test_ignores_unknown_flags(launch: Launch) -> None:
 
 
 @clause("PROC-003")
-def test_reports_the_port_it_bound(worker: WorkerProcess) -> None:
+def test_reports_the_port_it_bound(launch: Launch) -> None:
+    worker = _started(launch)  # a wrong or missing port fails here, as a violation of this clause
     expect(worker.port and 0 < worker.port < 65536, "reported port", "1..65535", worker.port)
     expect("--port" in worker.argv and "0" in worker.argv, "launch flags", "--port 0 passed", worker.argv)
 
@@ -194,7 +195,8 @@ def test_exits_on_stdin_eof(launch: Launch, contract_settings: Settings) -> None
 
 
 @clause("PROC-015")
-def test_reachable_on_ipv4_loopback(worker: WorkerProcess) -> None:
+def test_reachable_on_ipv4_loopback(launch: Launch) -> None:
+    worker = _started(launch)  # the launcher itself dials 127.0.0.1, as Snakepit does
     with grpc.insecure_channel(f"127.0.0.1:{worker.port}") as channel:
         try:
             pb_grpc.BridgeServiceStub(channel).Ping(pb.PingRequest(message="ipv4"), timeout=5)
