@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -123,8 +124,6 @@ class WorkerSpec:
             env["SNAKEPIT_LOG_LEVEL"] = "error"
             env["SNAKEPIT_PYTHON"] = shutil.which(self.command[0]) or self.command[0]
         if self.profile.heartbeat:
-            import json
-
             config = {
                 "enabled": True,
                 "interval_ms": int(self.profile.heartbeat_interval_s * 1000),
