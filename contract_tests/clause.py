@@ -1,10 +1,11 @@
 """Clauses: the catalogue (catalogue.toml) and the decorator that ties test functions to it.
 
-The catalogue is data: id, level, profiles, requirement and facts section of
-every clause. Adding a check is one entry there plus one small test function
-decorated with `@clause("AREA-NNN")`; the decorator records which tests check
-which clause (for traceability) and marks the test so the plugin can select
-it by id, skip it for other profiles and name it in every report.
+The catalogue is data: id, level, profiles, requirement, facts section and subject
+of every clause (what it judges: the worker, or the suite's emulated Elixir side).
+Adding a check is one entry there plus one small test function decorated with
+`@clause("AREA-NNN")`; the decorator records which tests check which clause (for
+traceability) and marks the test so the plugin can select it by id, skip it for
+other profiles and name it in every report.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Level(Enum):
 
 
 MUST, SHOULD, MAY = Level.MUST, Level.SHOULD, Level.MAY
+# What a clause judges. "worker": the worker under test, decides the verdict. "host": the suite's emulated
+# Elixir side (pool, session store, launcher) as Snakepit behaves: a self-check of the emulator, reported
+# apart and never part of the worker's verdict; the live Elixir tier judges real Snakepit on the same ids.
+WORKER, HOST = "worker", "host"
+SUBJECTS = (WORKER, HOST)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,11 @@ class Clause:
     facts: str
     area: str
     area_title: str
+    subject: str = WORKER
+
+    @property
+    def judges_worker(self) -> bool:
+        return self.subject == WORKER
 
 
 class CatalogueError(ValueError):
@@ -66,14 +77,17 @@ def _parse_clause(clause_id: str, entry: dict[str, Any], areas: dict[str, str]) 
         level = Level(entry["level"])
         profiles = frozenset(entry["profiles"])
         requirement, facts = str(entry["requirement"]), str(entry["facts"])
+        subject = str(entry.get("subject", WORKER))
     except (KeyError, ValueError) as err:
         raise CatalogueError(f"{clause_id}: needs level (MUST/SHOULD/MAY), profiles, requirement, facts: {err}") \
             from None
     if not profiles or profiles - set(PROFILES):
         raise CatalogueError(f"{clause_id}: profiles must be a non-empty subset of {sorted(PROFILES)}")
+    if subject not in SUBJECTS:
+        raise CatalogueError(f"{clause_id}: subject must be one of {', '.join(SUBJECTS)}, not {subject!r}")
     if level.value not in requirement:
         raise CatalogueError(f"{clause_id}: the requirement sentence must say {level.value}")
-    return Clause(clause_id, level, requirement, profiles, facts, area, areas[area])
+    return Clause(clause_id, level, requirement, profiles, facts, area, areas[area], subject)
 
 
 def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Clause]:

@@ -107,11 +107,11 @@ def _dry_run(args: argparse.Namespace, out: TextIO) -> int:
     chosen = plan(load_clauses().values(), _profiles(args.profile), _globs(args.only), _globs(args.skip))
     judged = LEVELS[args.level]
     for found, profile in chosen.pairs:
-        role = "judged" if found.level in judged else "warning"
+        role = "selfchk" if not found.judges_worker else "judged" if found.level in judged else "warning"
         print(f"{found.id:<13} {found.level.value:<6} {profile:<14} {role:<8} {found.requirement}", file=out)
     unique = list({c.id: c for c, _ in chosen.pairs}.values())
     print(f"Would run {len(chosen.pairs)} clause-profile checks of {len(unique)} clauses ({_area_counts(unique)}); "
-          f"{sum(c.level in judged for c, _ in chosen.pairs)} judged at level {args.level}; "
+          f"{sum(c.level in judged and c.judges_worker for c, _ in chosen.pairs)} judged at level {args.level}; "
           f"{chosen.not_selected} not selected, {chosen.not_applicable} not applicable to a profile", file=out)
     return EXIT_CONFORMANT
 
@@ -162,7 +162,8 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
     chosen = [c for c in load_clauses().values() if args.profile == "all" or args.profile in c.profiles]
     for found in chosen:
         profiles = "all" if len(found.profiles) == len(PROFILES) else ",".join(sorted(found.profiles))
-        print(f"{found.id:<13} {found.level.value:<6} {profiles:<14} {found.requirement}", file=out)
+        subject = "" if found.judges_worker else f"[{found.subject}] "
+        print(f"{found.id:<13} {found.level.value:<6} {profiles:<14} {subject}{found.requirement}", file=out)
     print(f"Total clauses: {len(chosen)} ({_area_counts(chosen)})", file=out)
     return EXIT_CONFORMANT
 
@@ -195,6 +196,9 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         f"{found.id}  {found.level.value}  ({found.area}: {found.area_title})",
         f"Requirement: {found.requirement}",
         f"Applies to:  {', '.join(profiles)}",
+        "Subject:     " + ("the worker" if found.judges_worker else
+                           f"{found.subject}: the suite's emulated Elixir side, a self-check that never decides "
+                           "the worker's verdict (the live Elixir tier judges real Snakepit on it)"),
         f"Rests on:    {found.facts} of the Snakepit facts; the contract is explained in docs/contract.md",
         f"Judged at:   --level {', '.join(k for k, levels in LEVELS.items() if found.level in levels)}"
         + ("" if found.level is Level.MUST else "; below that a failure is only a warning"),

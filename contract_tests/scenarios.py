@@ -178,7 +178,13 @@ class ScenarioRunner:
         self.store.update_session(step["session"], merge)
 
     def _op_delete_session(self, index: int, step: Step) -> None:
-        self.store.delete_session(step["session"])
+        try:
+            self.store.delete_session(step["session"])
+            result: dict[str, Any] = {"ok": True}
+        except SessionStoreError as err:
+            result = {"ok": False, "error": err.reason}
+        for key, value in step.get("expect", {}).items():
+            self._check(index, step, key, value, result.get(key))
 
     def _expect_program(self, index: int, step: Step, read: Callable[[], Any]) -> None:
         try:

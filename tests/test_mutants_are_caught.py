@@ -1,7 +1,8 @@
 """Meta-tests: the suite must FAIL each mutant worker on the clauses that mutant breaks, and only those.
 
 A check that cannot fail certifies broken workers. Each entry of fixtures/mutants/catalogue.json is the
-reference worker with one defect; the suite is run against it exactly as a user would
+reference worker with one defect (kind worker), or the suite's emulated Elixir side with one defect (kind host,
+a plugin loaded with `-p`, for the emulator's self-checks); the suite is run exactly as a user would
 (`snakepit-contract run`) on its targets, a short smoke set and its declared blast radius, and
 
 * (a) every target clause must come out FAIL (not skipped or errored) under every listed profile it applies to;
@@ -75,7 +76,7 @@ def test_catalogue_targets_are_real_clauses() -> None:
     """Ensure every mutant names existing clauses and an existing script."""
     registry = cli.load_clauses()
     for mutant in CATALOGUE:
-        assert (MUTANT_DIR / f"{mutant['name']}.py").is_file(), mutant["name"]
+        assert score.script(mutant).is_file(), mutant["name"]
         assert set(mutant["targets"]) <= set(registry), mutant
 
 
@@ -85,20 +86,25 @@ def test_suite_fails_the_mutant_on_its_targets(mutant: dict[str, Any], tmp_path:
     """Ensure the suite fails the mutant on each target clause, and on no MUST clause outside its blast radius."""
     clauses = _clauses()
     profiles_of = {cid: c["profiles"] for cid, c in clauses.items()}
-    command = shlex.join([sys.executable, str(MUTANT_DIR / f"{mutant['name']}.py")])
+    host = score.kind(mutant) == "host"
+    env = {**os.environ, "MUTANT_STATE_DIR": str(tmp_path)}
+    if host:
+        # The reference worker, under a suite whose emulated Elixir side the plugin broke.
+        target = ["--", "-p", mutant["name"]]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(MUTANT_DIR / "host"), env.get("PYTHONPATH")) if p)
+    else:
+        target = ["--worker-cmd", shlex.join([sys.executable, str(score.script(mutant))])]
     run = subprocess.run(
-        [sys.executable, "-m", "contract_tests.cli", "run", "--worker-cmd", command,
+        [sys.executable, "-m", "contract_tests.cli", "run",
          "--profile", ",".join(mutant["profiles"]), "--only", ",".join(score.only_globs(mutant, profiles_of)),
          "--level", "all", "--timeout-scale", str(mutant.get("timeout_scale", 1)), "-n", "0",
-         "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-        # Mutants that must remember something across their own restarts keep it here, not in /tmp.
-        env={**os.environ, "MUTANT_STATE_DIR": str(tmp_path)},
+         "--report-dir", str(tmp_path), *target],
+        # Mutants that must remember something across their own restarts keep it in MUTANT_STATE_DIR, not /tmp.
+        capture_output=True, text=True, timeout=300, env=env,
     )
     report = tmp_path / "conformance.json"
-    outcomes = {}
-    if report.is_file():
-        outcomes = {(r["id"], r["profile"]): r["outcome"] for r in json.loads(report.read_text())["clauses"]}
+    records = json.loads(report.read_text())["clauses"] if report.is_file() else []
+    outcomes = {(r["id"], r["profile"]): r["outcome"] for r in records}
     expected = {(c, p) for c in mutant["targets"] for p in score.applies(profiles_of[c], mutant["profiles"])}
     missed = sorted(f"{c} {p}: {outcomes.get((c, p), 'not run')}"
                     for c, p in expected if outcomes.get((c, p)) != "FAIL")
@@ -114,6 +120,12 @@ def test_suite_fails_the_mutant_on_its_targets(mutant: dict[str, Any], tmp_path:
     }, indent=2))
     evidence = run.stdout[-3000:] + run.stderr[-2000:]
     assert expected, f"no target of {mutant['name']} applies to {mutant['profiles']}"
-    assert run.returncode in (cli.EXIT_NOT_CONFORMANT, cli.EXIT_HARNESS), evidence
+    if host:
+        # A broken emulator fails its self-checks, never the worker's verdict: only judged worker clauses count.
+        worker_failed = any(r["judged"] and r["outcome"] in FAILED for r in records)
+        assert not any(r["judged"] for r in records if r["subject"] == "host"), evidence
+        assert run.returncode == (cli.EXIT_NOT_CONFORMANT if worker_failed else cli.EXIT_CONFORMANT), evidence
+    else:
+        assert run.returncode in (cli.EXIT_NOT_CONFORMANT, cli.EXIT_HARNESS), evidence
     assert not missed, f"targets not failed: {missed}\n{evidence}"
     assert not unexpected, f"MUST clauses failed outside the blast radius: {unexpected}\n{evidence}"

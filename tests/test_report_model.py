@@ -123,5 +123,17 @@ def test_groups_put_each_result_under_the_heading_that_matters() -> None:
     report = _report((MUST_CLAUSE, Outcome.FAIL), (ONLY_013, Outcome.ERROR), (SHOULD_CLAUSE, Outcome.FAIL))
     groups = {g.key: [r.clause.id for r in g.results] for g in report.groups()}
     assert groups == {"failures": ["PROC-010"], "unjudged": ["PROC-004"], "warnings": ["PROC-002"],
-                      "expected": [], "skipped": []}
+                      "selfchecks": [], "expected": [], "skipped": []}
     assert report.score() == (0, 2)
+
+
+def test_host_clauses_are_self_checks_outside_the_verdict() -> None:
+    """Ensure a failing emulator self-check (subject host) is reported apart and never decides the verdict."""
+    host_clause = REGISTRY["SESSION-001"]
+    assert host_clause.subject == "host" and MUST_CLAUSE.subject == "worker"
+    report = _report((MUST_CLAUSE, Outcome.PASS), (host_clause, Outcome.FAIL))
+    assert report.verdict() is Verdict.CONFORMANT and report.score() == (1, 1)
+    groups = {g.key: [r.clause.id for r in g.results] for g in report.groups()}
+    assert groups["selfchecks"] == ["SESSION-001"] and groups["failures"] == [] and groups["warnings"] == []
+    assert (report.self_check_line() or "").startswith("0/1 emulator self-checks")
+    assert _report((MUST_CLAUSE, Outcome.PASS)).self_check_line() is None

@@ -31,6 +31,7 @@ SAMPLES = [
     ("RPC-002", "snakepit-0.13", Outcome.TIMEOUT, True),
     ("STREAM-001", "snakepit-0.6", Outcome.NOT_RUN, True),
     ("PROC-002", "snakepit-0.6", Outcome.FAIL, False),
+    ("SESSION-001", "snakepit-0.13", Outcome.FAIL, False),  # an emulator self-check: reported, never judged
 ]
 
 
@@ -63,7 +64,7 @@ def test_write_all_writes_the_five_outputs_and_worker_logs(tmp_path: Path) -> No
     written = report.write_all(sample_report(), tmp_path / "out")
     names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in written)
     assert names == sorted([*report.OUTPUTS, "workers/PROC-011-snakepit-0.13-4242.log",
-                            "workers/PROC-002-snakepit-0.6-4242.log"])
+                            "workers/PROC-002-snakepit-0.6-4242.log", "workers/SESSION-001-snakepit-0.13-4242.log"])
 
 
 def test_json_validates_against_the_versioned_schema() -> None:
@@ -73,9 +74,12 @@ def test_json_validates_against_the_versioned_schema() -> None:
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     document = json.loads(json_report.render(sample_report()))
     validator.validate(document)
-    assert document["schema_version"] == 1 and document["verdict"]["exit_status"] == 1
-    assert document["totals"]["by_level"]["MUST"]["total"] == 8 and document["totals"]["all"]["NOT-RUN"] == 1
+    assert document["schema_version"] == 2 and document["verdict"]["exit_status"] == 1
+    assert document["totals"]["by_level"]["MUST"]["total"] == 9 and document["totals"]["all"]["NOT-RUN"] == 1
     assert {c["id"]: c["outcome"] for c in document["clauses"]}["RPC-002"] == "TIMEOUT"
+    assert document["totals"]["by_subject"]["host"] == {**dict.fromkeys(document["totals"]["all"], 0),
+                                                          "total": 1, "FAIL": 1}
+    assert {c["id"]: c["subject"] for c in document["clauses"]}["SESSION-001"] == "host"
     document["clauses"][0]["outcome"] = "passed"
     assert not validator.is_valid(document)
 
@@ -93,6 +97,9 @@ def test_markdown_has_the_summary_table_then_failures_with_evidence() -> None:
     assert "[workers/PROC-011-snakepit-0.13-4242.log](workers/PROC-011-snakepit-0.13-4242.log)" in text
     assert "## Warnings: not judged at level MUST (1)" in text and "- ❌ baseline entry RPC-003 expired" in text
     assert "| TOOL-004 | snakepit-0.6 | MUST | issue #12 |" in text
+    assert "| Emulator self-checks | 0/1 emulator self-checks passed" in text
+    assert "## Emulator self-checks that did not pass (the suite's Elixir side, not the worker) (1)" in text
+    assert "| SESSION-001 | snakepit-0.13 | MUST (host) |" in text
 
 
 def test_junit_has_one_testcase_per_clause_and_profile_with_status_following_the_verdict() -> None:
@@ -105,11 +112,11 @@ def test_junit_has_one_testcase_per_clause_and_profile_with_status_following_the
     status = {name: next((e.tag for e in c if e.tag != "properties"), "passed") for (name, _), c in cases.items()}
     assert status == {"PROC-010": "passed", "PROC-011": "failure", "TOOL-001": "skipped", "TOOL-004": "skipped",
                       "TOOL-005": "failure", "RPC-001": "error", "RPC-002": "failure", "STREAM-001": "error",
-                      "PROC-002": "skipped"}
+                      "PROC-002": "skipped", "SESSION-001": "skipped"}
     failure = case.find("failure")
     assert failure is not None and "Reproduce: snakepit-contract run --only PROC-011" in (failure.text or "")
     assert "\ufffd" in (failure.text or "")  # the BEL byte XML cannot carry
-    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("9", "3", "2", "3")
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("10", "3", "2", "4")
 
 
 def test_badge_reads_like_shields_and_names_profiles_and_level() -> None:
@@ -152,6 +159,6 @@ def test_html_renders_in_headless_chromium_and_filters_by_outcome_and_area(tmp_p
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == (1280, 1600)
     assert shot.stat().st_size > 20_000  # a blank page compresses to a few kB
     dom = _chromium("--dump-dom", page.as_uri() + "#outcome=FAIL,XPASS&area=PROC", cwd=tmp_path).stdout
-    assert 'data-ready="true"' in dom and "Showing 2 of 9" in dom
+    assert 'data-ready="true"' in dom and "Showing 2 of 10" in dom
     visible = re.findall(r"<tr data-outcome=\"(\w+)\" data-area=\"(\w+)\"(?: class=\"warn\")?>", dom)
     assert sorted(visible) == [("FAIL", "PROC"), ("FAIL", "PROC")]

@@ -119,6 +119,7 @@ def _info(report: RunReport) -> str:
                 f"{(report.finished_at - report.started_at).total_seconds():.1f} s, "
                 + ("<strong>partial: interrupted</strong>" if report.interrupted else "complete")),
         ("Suite", f"snakepit-contract {escape(report.suite_version)}"),
+        *([("Emulator self-checks", escape(line))] if (line := report.self_check_line()) else []),
     ]
     return "<table class='info'>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
@@ -162,6 +163,12 @@ def _details(result: ClauseResult) -> str:
             + "".join(parts) + "</details>")
 
 
+def _judged_note(result: ClauseResult) -> str:
+    if not result.clause.judges_worker:
+        return " <span class=muted>(emulator self-check)</span>"
+    return "" if result.judged else " <span class=muted>(not judged)</span>"
+
+
 def _rows(report: RunReport) -> str:
     rows = []
     for r in report.results:
@@ -169,7 +176,7 @@ def _rows(report: RunReport) -> str:
         rows.append(
             f"<tr data-outcome='{r.outcome.value}' data-area='{r.clause.area}'{warn}>"
             f"<td><strong>{r.clause.id}</strong></td><td>{r.profile}</td><td>{r.clause.level.value}"
-            f"{'' if r.judged else ' <span class=muted>(not judged)</span>'}</td><td>{_badge(r.outcome)}</td>"
+            f"{_judged_note(r)}</td><td>{_badge(r.outcome)}</td>"
             f"<td>{r.duration_s:.2f}&nbsp;s</td><td>{_details(r)}</td></tr>")
     return ("<table id='results'><thead><tr><th>Clause</th><th>Profile</th><th>Level</th><th>Outcome</th>"
             "<th>Time</th><th>Requirement and evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")

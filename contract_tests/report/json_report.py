@@ -1,4 +1,4 @@
-"""conformance.json: the machine-readable report, versioned by conformance.schema.json (schema_version 1)."""
+"""conformance.json: the machine-readable report, versioned by conformance.schema.json (schema_version 2)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections import Counter
 from importlib import resources
 from typing import Any
 
-from contract_tests.clause import Level
+from contract_tests.clause import SUBJECTS, Level
 from contract_tests.report.model import ClauseResult, Outcome, RunReport
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def load_schema() -> dict[str, Any]:
@@ -31,6 +31,7 @@ def _clause(result: ClauseResult) -> dict[str, Any]:
         "profile": result.profile,
         "level": result.clause.level.value,
         "area": result.clause.area,
+        "subject": result.clause.subject,
         "judged": result.judged,
         "requirement": result.clause.requirement,
         "facts": result.clause.facts,
@@ -85,6 +86,7 @@ def document(report: RunReport) -> dict[str, Any]:
             "by_level": {lvl.value: _tally([r for r in report.results if r.clause.level is lvl]) for lvl in Level},
             "by_area": {a: _tally([r for r in report.results if r.clause.area == a]) for a in areas},
             "by_profile": {p: _tally([r for r in report.results if r.profile == p]) for p in report.profiles},
+            "by_subject": {s: _tally([r for r in report.results if r.clause.subject == s]) for s in SUBJECTS},
         },
         "clauses": [_clause(r) for r in report.results],
     }

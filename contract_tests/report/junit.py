@@ -42,7 +42,8 @@ def _testcase(suite: ET.Element, result: ClauseResult) -> str:
                          time=f"{result.duration_s:.3f}")
     properties = ET.SubElement(case, "properties")
     for name, value in (("level", result.clause.level.value), ("area", result.clause.area),
-                        ("profile", result.profile), ("outcome", result.outcome.value),
+                        ("profile", result.profile), ("subject", result.clause.subject),
+                        ("outcome", result.outcome.value),
                         ("judged", str(result.judged).lower()), ("requirement", result.clause.requirement),
                         ("repro", result.repro)):
         ET.SubElement(properties, "property", name=name, value=_safe(value))

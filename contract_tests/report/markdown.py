@@ -61,6 +61,7 @@ def _header(report: RunReport) -> list[str]:
         f"{(report.finished_at - report.started_at).total_seconds():.1f} s, "
         f"{'**partial: interrupted**' if report.interrupted else 'complete'} |",
         f"| Suite | snakepit-contract {report.suite_version} |",
+        *([f"| Emulator self-checks | {line} |"] if (line := report.self_check_line()) else []),
         "",
     ]
 
@@ -123,6 +124,7 @@ def render(report: RunReport) -> str:
             lines += _short_table(not_run, "Why not run") if not_run else []
     lines += [f"<details><summary>All {len(report.results)} results</summary>", "",
               "| Clause | Profile | Level | Outcome | Time | Requirement |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.clause.id} | {r.profile} | {r.clause.level.value} | {ICONS[r.outcome]} {r.outcome.value} | "
+    lines += [f"| {r.clause.id} | {r.profile} | {r.clause.level.value}{'' if r.clause.judges_worker else ' (host)'} | "
+              f"{ICONS[r.outcome]} {r.outcome.value} | "
               f"{r.duration_s:.2f} s | {_cell(r.clause.requirement)} |" for r in report.results]
     return "\n".join([*lines, "", "</details>", ""])

@@ -159,7 +159,9 @@ def fold(
             Outcome.NOT_RUN, _INTERRUPTED if interrupted else _NEVER_RAN)
         results.append(ClauseResult(
             clause=found, profile=profile, outcome=outcome, reason=reason,
-            duration_s=round(sum(r.duration_s for r in mine), 3), judged=found.level in levels,
+            duration_s=round(sum(r.duration_s for r in mine), 3),
+            # Emulator self-checks (subject host) are reported, never judged: they are not the worker's doing.
+            judged=found.level in levels and found.judges_worker,
             repro=repro(found, profile), tests=[r.nodeid for r in mine],
             evidence=[e for r in mine for e in r.evidence], logs={k: v for r in mine for k, v in r.logs.items()},
         ))
@@ -232,7 +234,10 @@ class RunReport:
             Group("unjudged", "Not judged: harness errors and clauses not run",
                   [r for r in self.judged if r.outcome in UNJUDGED]),
             Group("warnings", f"Warnings: not judged at level {self.level_label}",
-                  [r for r in self.results if not r.judged and r.outcome in FAILING | UNJUDGED]),
+                  [r for r in self.results if r.clause.judges_worker and not r.judged
+                   and r.outcome in FAILING | UNJUDGED]),
+            Group("selfchecks", "Emulator self-checks that did not pass (the suite's Elixir side, not the worker)",
+                  [r for r in self.results if not r.clause.judges_worker and r.outcome in FAILING | UNJUDGED]),
             Group("expected", "Expected failures (baseline)", [r for r in self.results if r.outcome is Outcome.XFAIL]),
             Group("skipped", "Skipped", [r for r in self.results if r.outcome is Outcome.SKIP]),
         ]
@@ -248,6 +253,20 @@ class RunReport:
     def areas(self) -> dict[str, str]:
         """Area code to title, for the areas this report has results in."""
         return {r.clause.area: r.clause.area_title for r in sorted(self.results, key=lambda r: r.clause.area)}
+
+    @property
+    def self_checks(self) -> list[ClauseResult]:
+        """Results of host-subject clauses: the emulated Elixir side checked against Snakepit, not the worker."""
+        return [r for r in self.results if not r.clause.judges_worker]
+
+    def self_check_line(self) -> str | None:
+        """One sentence on the emulator self-checks, or None when the run had none."""
+        checks = self.self_checks
+        if not checks:
+            return None
+        passed = sum(r.outcome is Outcome.PASS for r in checks)
+        return (f"{passed}/{len(checks)} emulator self-checks passed (clauses with subject host judge the suite's "
+                "emulated Elixir side, not the worker, and never decide the verdict)")
 
     def score(self) -> tuple[int, int]:
         """Judged results that passed, out of all judged results."""

@@ -60,6 +60,8 @@ def summary_lines(report: RunReport, report_dir: Path | None) -> list[tuple[str,
     lines: list[tuple[str, Markup]] = [
         (f"{verdict.name.replace('_', ' ')}: {report.summary()}", _VERDICT_COLOURS[verdict])]
     lines += [(f"Problem: {problem}", {"red": True}) for problem in report.problems]
+    if line := report.self_check_line():
+        lines.append((line, {}))
     for group in report.groups():
         if not group.results:
             continue
@@ -67,7 +69,7 @@ def summary_lines(report: RunReport, report_dir: Path | None) -> list[tuple[str,
         shared = [r for r in group.results if r.outcome in {Outcome.NOT_RUN, Outcome.SKIP}]
         for result in group.results:
             if result not in shared:
-                lines += _detailed(result) if group.key in {"failures", "unjudged"} else [_brief(result)]
+                lines += _detailed(result) if group.key in {"failures", "unjudged", "selfchecks"} else [_brief(result)]
         lines += _tallied(shared)
     if report_dir is not None:
         lines.append((f"Report: {report_dir / 'conformance.md'} (and .json, .html, junit.xml, badge.svg)", {}))
