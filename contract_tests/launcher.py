@@ -5,6 +5,9 @@ gets the profile's variables, stdout and stderr share one pipe, and readiness,
 the connect-and-Ping handshake, the post-handshake calls and the shutdown
 (SIGTERM, grace, SIGKILL, process group) follow the profile. Every worker is
 tagged in its environment so a reaper can find strays after a crash.
+
+A spec with an image runs the worker as a container of that image instead
+(container.py): same flags and Snakepit variables, same readiness and stop.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -34,6 +38,9 @@ from contract_tests.errors import WorkerStartError
 from contract_tests.heartbeat import HeartbeatMonitor
 from contract_tests.profiles import Profile, Readiness
 from contract_tests.readiness import ReadyFileWait, ReadyLineWait
+
+if TYPE_CHECKING:
+    from contract_tests.container import ContainerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +87,11 @@ class WorkerSpec:
     instance_name: str = "test_snakepit_contract_nonode@nohost"
     instance_token: str | None = None
     heartbeat_config: dict[str, object] | None = None
+    image: str | None = None  # run as a container of this image: its ENTRYPOINT is the command
 
     def _script(self) -> str | None:
         """The script argument, when the command has one that exists (`python path/to/worker.py`)."""
-        if len(self.command) > 1 and os.path.isfile(self.command[1]):
+        if self.image is None and len(self.command) > 1 and os.path.isfile(self.command[1]):
             return os.path.abspath(self.command[1])
         return None
 
@@ -105,7 +113,8 @@ class WorkerSpec:
         return argv
 
     def build_env(self, ready_file: Path | None) -> dict[str, str]:
-        env = dict(os.environ)
+        # A container keeps its image's environment: it gets only what Snakepit adds, not this machine's.
+        env = {} if self.image else dict(os.environ)
         # Set BEAM-wide by Snakepit's application start, hence inherited (facts §2.1).
         env.update(
             OPENBLAS_NUM_THREADS="1",
@@ -122,7 +131,8 @@ class WorkerSpec:
             env["SNAKEPIT_PROCESS_GROUP"] = "1"
             env["VECLIB_MAXIMUM_THREADS"] = "1"
             env["SNAKEPIT_LOG_LEVEL"] = "error"
-            env["SNAKEPIT_PYTHON"] = shutil.which(self.command[0]) or self.command[0]
+            if self.image is None:  # inside an image the interpreter is the image's business
+                env["SNAKEPIT_PYTHON"] = shutil.which(self.command[0]) or self.command[0]
         if self.profile.heartbeat:
             config = {
                 "enabled": True,
@@ -205,7 +215,8 @@ class WorkerProcess:
         self._tmp = Path(tempfile.mkdtemp(prefix="snakepit-contract-"))
         self.ready_file = self._tmp / "snakepit_ready" if self.profile.readiness is Readiness.READY_FILE else None
         self.env = spec.build_env(self.ready_file)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ContainerProcess | None = None
+        self.container: ContainerProcess | None = None
         self.output: _Output | None = None
         self.port: int | None = None
         self.ready_after_s: float | None = None
@@ -232,6 +243,9 @@ class WorkerProcess:
     def spawn(self) -> None:
         """Spawn only: no readiness wait (for clauses that watch startup themselves)."""
         read_fd, write_fd = os.pipe()
+        if self.spec.image is not None:
+            self._spawn_container(self.spec.image, read_fd, write_fd)
+            return
         try:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -251,6 +265,21 @@ class WorkerProcess:
             _live.add(self)
         self.output = _Output(read_fd)
         self._spawned_at = time.monotonic()
+
+    def _spawn_container(self, image: str, read_fd: int, write_fd: int) -> None:
+        """One container of the image; its output is copied into the pipe the local worker would write."""
+        from contract_tests.container import ContainerProcess  # testcontainers: the optional `containers` extra
+
+        os.chmod(self._tmp, 0o777)  # the image's user, whoever it is, writes the ready file here
+        self._spawned_at = time.monotonic()
+        try:
+            self.proc = self.container = ContainerProcess(image, self.argv, self.env, self._tmp, write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        with _live_lock:
+            _live.add(self)
+        self.output = _Output(read_fd)
 
     def start(self) -> None:
         """Spawn, wait for readiness, then the handshake of the profile (facts §2.4)."""
@@ -273,8 +302,11 @@ class WorkerProcess:
         return self.port
 
     def _check_process_group(self) -> bool:
-        """pgid == pid, re-checked for up to 250 ms after readiness (facts §2.4 step 2)."""
-        if not _truthy_group_env(self.env):
+        """pgid == pid, re-checked for up to 250 ms after readiness (facts §2.4 step 2).
+
+        Never in a container: its engine stops it as a whole, and the runtime makes PID 1 a group leader anyway.
+        """
+        if self.container is not None or not _truthy_group_env(self.env):
             return False
         deadline = time.monotonic() + 0.25
         delay = 0.01
@@ -388,9 +420,11 @@ class WorkerProcess:
     def send_signal(self, sig: int, group: bool | None = None) -> bool:
         """Signal like Snakepit: the group only in process-group mode. True if a group was signalled."""
         use_group = self.process_group if group is None else group
-        target = -self.pid if use_group else self.pid
         with contextlib.suppress(ProcessLookupError):
-            os.kill(target, sig)
+            if use_group:
+                os.killpg(self.pid, sig)
+            elif self.proc is not None:
+                self.proc.send_signal(sig)  # a container's PID 1 through the engine
         return use_group
 
     def close_stdin(self) -> None:
@@ -450,6 +484,8 @@ class WorkerProcess:
         if self.proc is not None and self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
+        if self.container is not None:
+            self.container.remove()
         if self.output is not None:
             self.output.join(timeout=1)
         shutil.rmtree(self._tmp, ignore_errors=True)

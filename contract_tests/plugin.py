@@ -3,8 +3,10 @@
 Registered through the `pytest11` entry point; inert unless clause tests run.
 Options and their resolution live in settings.py; verdicts, deadlines and the
 report in verdicts.py, registered by this plugin once settings are resolved. Fixtures launch the worker as
-Snakepit does, or, in attach mode (--worker-address), reach a running one;
-then checks that need the process are NOT-RUN with the reason.
+Snakepit does (as a process, or with --worker-image as a container), or, in
+attach mode (--worker-address), reach a running one; then checks that need the
+process are NOT-RUN with the reason, as are, with an image, the checks marked
+not_in_container.
 """
 
 from __future__ import annotations
@@ -57,14 +59,19 @@ def pytest_configure(config: pytest.Config) -> None:
     _interrupt_on_sigterm()
     config.addinivalue_line("markers", "clause(id): the contract clause this test checks")
     config.addinivalue_line("markers", "requires_tools(*names): contract tools the check needs")
+    config.addinivalue_line("markers", "not_in_container(reason): NOT-RUN when the worker runs as a container")
     config.stash[SETTINGS] = resolve_settings(config)
+    if config.stash[SETTINGS].worker_image:
+        from contract_tests import container
+
+        container.sweep_orphans()  # containers a crashed earlier run left behind
     config.pluginmanager.register(verdicts, "snakepit-contract-verdicts")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS]
     worker = settings.describe_worker()
-    source = settings.sources["worker-address" if worker.kind == "address" else "worker-cmd"]
+    source = settings.sources[{"address": "worker-address", "image": "worker-image"}.get(worker.kind, "worker-cmd")]
     return [
         f"snakepit-contract: worker {worker.target!r} ({'attached, ' if worker.kind == 'address' else ''}{source}); "
         "profiles " + ", ".join(p.name for p in settings.profiles)
@@ -97,6 +104,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if found and selected and settings.worker_address and unsafe:
             item.add_marker(pytest.mark.skip(reason=f"{NOT_RUN_PREFIX}attached to a running worker, and this check "
                                                     f"launches or watches worker processes ({', '.join(unsafe)})"))
+        in_container = item.get_closest_marker("not_in_container")
+        if found and selected and settings.worker_image and in_container:
+            item.add_marker(pytest.mark.skip(reason=f"{NOT_RUN_PREFIX}the worker runs in a container: "
+                                                    f"{in_container.args[0]}"))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -104,6 +115,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     launcher.stop_all()
+    if session.config.stash[SETTINGS].worker_image:
+        from contract_tests import container
+
+        container.remove_owned()
+        if not hasattr(session.config, "workerinput"):  # the xdist controller, or the only process
+            container.remove_run()
 
 
 # -- fixtures --------------------------------------------------------------------------------------
@@ -129,6 +146,7 @@ def _spec(settings: Settings, profile: Profile, host: HostEmulator, **overrides:
         profile=profile,
         elixir_address=host.elixir_address_for_worker,
         timeout_scale=settings.timeout_scale,
+        image=settings.worker_image,
         **overrides,
     )
 

@@ -27,6 +27,8 @@ TIMEOUT_SCALE_HELP = "Multiply every contract deadline by this factor on slow ma
 ONLY_HELP = "Run only clauses whose id matches one of these comma-separated globs"
 SKIP_HELP = "Skip clauses whose id matches one of these comma-separated globs"
 RESULTS_HELP = "Write the conformance report as JSON to this file (conformance.json's schema)"
+WORKER_IMAGE_HELP = ("Container image of the worker: each worker runs in its own container (host network) with the "
+                     "image's ENTRYPOINT and Snakepit's flags; needs DOCKER_HOST and the containers extra")
 WORKER_ADDRESS_HELP = "Attach to a worker already running at HOST:PORT instead of launching one"
 LEVEL_HELP = "Levels that decide the verdict: must, should (MUST+SHOULD) or all (default: must)"
 BASELINE_HELP = "TOML file of the worker's expected failures (XFAIL); see docs/report.md"
@@ -53,10 +55,12 @@ class Settings:
     baseline: Baseline | None = None
     report_dir: Path | None = None
     clause_timeout_s: float = DEFAULT_CLAUSE_TIMEOUT_S
+    worker_image: str | None = None
 
     def repro(self, clause_id: str, profile: str, level: Level = MUST) -> str:
         """A one-line command that runs just this clause against the same worker, judged at its level."""
         worker = (["--worker-address", self.worker_address] if self.worker_address
+                  else ["--worker-image", self.worker_image] if self.worker_image
                   else ["--worker-cmd", shlex.join(self.worker_cmd)])
         return shlex.join(
             ["snakepit-contract", "run", "--only", clause_id, "--profile", profile, *worker]
@@ -68,6 +72,8 @@ class Settings:
         """The worker as reports name it: the address attached to, or the command launched."""
         if self.worker_address:
             return WorkerInfo("address", self.worker_address)
+        if self.worker_image:
+            return WorkerInfo("image", self.worker_image)
         return WorkerInfo("command", shlex.join(self.worker_cmd))
 
 
@@ -82,6 +88,7 @@ def add_options(parser: pytest.Parser) -> None:
         ("skip", SKIP_HELP),
         ("contract-json", RESULTS_HELP),
         ("worker-address", WORKER_ADDRESS_HELP),
+        ("worker-image", WORKER_IMAGE_HELP),
         ("level", LEVEL_HELP),
         ("baseline", BASELINE_HELP),
         ("report-dir", REPORT_DIR_HELP),
@@ -157,6 +164,23 @@ def _validate_worker_address(value: str | None, where: str) -> str | None:
     return value
 
 
+def _validate_worker_image(value: str | None, where: str) -> str | None:
+    """The engine at DOCKER_HOST answers and holds the image; nothing is pulled."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise pytest.UsageError(f"Invalid worker image from {where}: it is empty")
+    try:
+        from contract_tests import container
+    except ImportError as err:
+        raise pytest.UsageError(f"--worker-image needs the containers extra (testcontainers): {err}") from None
+    try:
+        container.check_image(value)
+    except container.ContainerEngineError as err:
+        raise pytest.UsageError(f"Cannot use the worker image from {where}: {err}") from None
+    return value
+
+
 def _validate_level(value: str | None, where: str) -> str:
     if value is None:
         return "must"
@@ -196,11 +220,12 @@ def resolve_settings(config: pytest.Config) -> Settings:
     """Read, validate and combine every setting; raise pytest.UsageError on the first bad one."""
     values = {name: _lookup(config, name) for name in (
         "worker-cmd", "profile", "timeout-scale", "only", "skip", "contract-json",
-        "worker-address", "level", "baseline", "report-dir", "clause-timeout")}
-    if values["worker-cmd"][0] is not None and values["worker-address"][0] is not None:
-        raise pytest.UsageError(
-            f"Give a worker command ({values['worker-cmd'][1]}) or a worker address "
-            f"({values['worker-address'][1]}), not both")
+        "worker-address", "worker-image", "level", "baseline", "report-dir", "clause-timeout")}
+    given = [(name, where) for name in ("worker-cmd", "worker-image", "worker-address")
+             for value, where in [values[name]] if value is not None]
+    if len(given) > 1:
+        raise pytest.UsageError("Give one worker, not several: "
+                                + ", ".join(f"{name.replace('-', ' ')} ({where})" for name, where in given))
     results = values["contract-json"][0]
     return Settings(
         worker_cmd=_validate_worker_cmd(*values["worker-cmd"]),
@@ -211,6 +236,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         results_path=Path(results) if results else None,
         sources={name: where for name, (_, where) in values.items()},
         worker_address=_validate_worker_address(*values["worker-address"]),
+        worker_image=_validate_worker_image(*values["worker-image"]),
         level=_validate_level(*values["level"]),
         baseline=_validate_baseline(*values["baseline"]),
         report_dir=_validate_report_dir(*values["report-dir"]),

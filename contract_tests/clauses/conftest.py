@@ -22,7 +22,7 @@ MakePool = Callable[..., PoolEmulator]
 def _spec_maker(settings: Settings, profile: Profile, host: HostEmulator) -> Callable[[], WorkerSpec]:
     def make() -> WorkerSpec:
         return WorkerSpec(command=settings.worker_cmd, profile=profile, elixir_address=host.elixir_address_for_worker,
-                          timeout_scale=settings.timeout_scale)
+                          timeout_scale=settings.timeout_scale, image=settings.worker_image)
 
     return make
 

@@ -1,0 +1,267 @@
+"""Worker instances as containers of an image: the containers tier (docs/worker-image.md).
+
+One container per worker, started through testcontainers on the host network, with the image's ENTRYPOINT
+followed by Snakepit's flags as its command and only Snakepit's variables added to the image's environment.
+The worker's private folder (its ready file) is bind-mounted at the same path. ContainerProcess answers like
+subprocess.Popen, so readiness, handshake and stop stay the launcher's own: signals go to the container's
+PID 1 through the engine and the exit status is the container's.
+
+The testcontainers reaper cannot run here (its image cannot be pulled), so every container carries the run's
+label and its owner process's identity: the suite removes its own at the end and on Ctrl-C, and removes those
+of dead owners (a crashed or SIGKILLed run) when it starts.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+# Read by testcontainers at import: no reaper, and the engine at DOCKER_HOST reached as given (no guessed
+# gateway address: this machine has a /.dockerenv file that would make testcontainers guess one).
+os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+os.environ["TESTCONTAINERS_CONNECTION_MODE"] = "docker_host"
+os.environ["TC_HOST"] = "127.0.0.1"
+
+# testcontainers' own client library, for what its containers do not wrap (attach, kill, labels).
+import docker
+import docker.errors
+from testcontainers.core.container import DockerContainer
+
+from contract_tests.errors import WorkerStartError
+from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
+
+RUN_LABEL = "snakepit-contract.run"
+OWNER_LABEL = "snakepit-contract.owner"
+ENGINE_HELP = ("set DOCKER_HOST to the engine's socket (here: unix:///var/tmp/snakepit-contract-engine/docker.sock) "
+               "and start the engine with `python -m ci.engine up`, see docs/containers.md")
+# Docker reports a death by signal N as exit code 128+N, as a shell does.
+_SIGNAL_EXIT_BASE = 128
+_EXEC_WAIT_S = 5.0
+
+
+class ContainerEngineError(Exception):
+    """No engine, or no such image: the run cannot judge a worker image."""
+
+
+def run_label() -> str:
+    """Shared by every xdist worker of one run (xdist's run id), so the whole run's containers can be found."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID") or RUN_TAG
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc stat field 22): with the pid, who it is."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_identity(pid: int | None = None) -> str:
+    """boot id/pid/start ticks of the process that owns a container; a reused pid does not match."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_boot_id()}/{pid}/{_start_ticks(pid)}"
+
+
+def owner_is_gone(identity: str, running: bool, boot_id: str | None = None) -> bool:
+    """Whether a container's owner is dead: on this boot, its pid no longer names the same process; on another
+    boot (this machine rebooted, or another machine shares the engine) only a stopped container is known dead."""
+    boot, _, rest = identity.partition("/")
+    pid, _, ticks = rest.partition("/")
+    if boot != (boot_id or _boot_id()):
+        return not running
+    return not pid.isdigit() or _start_ticks(int(pid)) != ticks
+
+
+def client() -> docker.DockerClient:
+    """A client of the engine at DOCKER_HOST; ContainerEngineError with what to do when none answers."""
+    try:
+        engine = docker.from_env(timeout=20)
+        engine.ping()
+    except docker.errors.DockerException as err:
+        where = os.environ.get("DOCKER_HOST", "unset (the default socket)")
+        raise ContainerEngineError(f"no container engine answers at DOCKER_HOST={where}: {err}; "
+                                   f"{ENGINE_HELP}") from None
+    return engine
+
+
+def check_image(image: str) -> None:
+    """The engine answers and holds the image (nothing is pulled: no registry is reachable here)."""
+    engine = client()
+    try:
+        engine.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise ContainerEngineError(
+            f"image {image!r} is not in the engine at DOCKER_HOST={os.environ.get('DOCKER_HOST')}; "
+            "build it first (`python -m ci.engine build`, see docs/containers.md)") from None
+    finally:
+        engine.close()
+
+
+def _labelled(engine: docker.DockerClient, label: str) -> Iterator[Any]:
+    yield from engine.containers.list(all=True, filters={"label": label})
+
+
+def remove_containers(label: str) -> list[str]:
+    """Force-remove every container carrying this label (`key` or `key=value`); their short ids."""
+    removed = []
+    with contextlib.suppress(ContainerEngineError), contextlib.closing(client()) as engine:
+        for found in _labelled(engine, label):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                found.remove(force=True)
+                removed.append(found.short_id)
+    return removed
+
+
+def remove_owned() -> list[str]:
+    """This process's containers (session end, Ctrl-C, exit)."""
+    return remove_containers(f"{OWNER_LABEL}={owner_identity()}")
+
+
+def remove_run() -> list[str]:
+    """Every container of this run, whichever xdist worker started it (end of the controller's session)."""
+    return remove_containers(f"{RUN_LABEL}={run_label()}")
+
+
+def sweep_orphans() -> list[str]:
+    """Remove the containers of runs whose owner process is dead (a crashed or SIGKILLed run)."""
+    removed = []
+    with contextlib.closing(client()) as engine:
+        for found in _labelled(engine, RUN_LABEL):
+            identity = found.labels.get(OWNER_LABEL, "")
+            if owner_is_gone(identity, found.status == "running"):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    found.remove(force=True)
+                    removed.append(found.short_id)
+    return removed
+
+
+def _environ_has(pid: int, entry: bytes) -> bool:
+    try:
+        return entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+class _Stdin:
+    """The container's stdin, attached and kept open; closing it is the EOF the BEAM's dying port gives."""
+
+    def __init__(self, attached: Any) -> None:
+        self._socket = attached._sock  # the raw socket under docker's SocketIO wrapper
+
+    def close(self) -> None:
+        # A half-close ends the attach stream; with StdinOnce the engine then closes PID 1's stdin.
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            self._socket.close()
+
+
+class ContainerProcess:
+    """One worker container, seen through the part of subprocess.Popen's interface the launcher uses."""
+
+    def __init__(self, image: str, argv: Sequence[str], env: dict[str, str], shared_dir: Path, output_fd: int) -> None:
+        """Start the container; its merged stdout+stderr is copied into output_fd, which this object then owns."""
+        self.args = [image, *argv]
+        self.returncode: int | None = None
+        self._exited = threading.Event()
+        # The engine's own default (60 s) would cut the log and wait streams of a quiet worker.
+        self._container = DockerContainer(
+            image, docker_client_kw={"timeout": None}, env=env,
+            volumes=[(os.fspath(shared_dir), os.fspath(shared_dir), "rw")],
+            network_mode="host", labels={RUN_LABEL: run_label(), OWNER_LABEL: owner_identity()},
+            # stdin_open makes docker's client set StdinOnce too: PROC-014 needs an open stdin it can close.
+            stdin_open=True,
+        ).with_command(list(argv))
+        try:
+            self._container.start()
+            wrapped = self._container.get_wrapped_container()
+            self.stdin: _Stdin | None = _Stdin(wrapped.attach_socket(params={"stdin": 1, "stream": 1}))
+            wrapped.reload()
+            self.pid: int = self._host_pid(wrapped, env)
+            self.id: str = wrapped.short_id
+        except BaseException:
+            os.close(output_fd)
+            self.remove()
+            raise
+        threading.Thread(target=self._copy_output, args=(wrapped, output_fd), name="container-output",
+                         daemon=True).start()
+        threading.Thread(target=self._wait, args=(wrapped,), name="container-wait", daemon=True).start()
+
+    @staticmethod
+    def _host_pid(wrapped: Any, env: dict[str, str]) -> int:
+        """PID 1's pid on this host, where pool and clauses read /proc; never 0 (kill(0) hits our own group)."""
+        pid = int(wrapped.attrs["State"]["Pid"])
+        if pid == 0:
+            status = wrapped.wait(timeout=10)["StatusCode"]
+            raise WorkerStartError("the container exited as soon as it started", status,
+                                   wrapped.logs().decode("utf-8", "replace")[-4000:] or "(no output)")
+        tag = f"{RUN_TAG_ENV}={env[RUN_TAG_ENV]}".encode()
+        # Until the runtime's init execs the image's command, the pid shows the runtime's environment.
+        deadline = time.monotonic() + _EXEC_WAIT_S
+        while not (visible := _environ_has(pid, tag)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not visible:
+            raise ContainerEngineError(
+                f"the container's PID 1 is not process {pid} of this machine: the engine at DOCKER_HOST="
+                f"{os.environ.get('DOCKER_HOST')} runs elsewhere or in another PID namespace; the containers tier "
+                "needs a local engine (docs/worker-image.md)")
+        return pid
+
+    @staticmethod
+    def _copy_output(wrapped: Any, output_fd: int) -> None:
+        try:
+            for chunk in wrapped.logs(stream=True, follow=True, stdout=True, stderr=True):
+                os.write(output_fd, chunk)
+        except (docker.errors.DockerException, OSError, ConnectionError):
+            pass  # removed under us: the output ends here
+        finally:
+            os.close(output_fd)
+
+    def _wait(self, wrapped: Any) -> None:
+        try:
+            self.returncode = int(wrapped.wait()["StatusCode"])
+        except (docker.errors.DockerException, ConnectionError):
+            self.returncode = _SIGNAL_EXIT_BASE + signal.SIGKILL  # removed by force: it was killed
+        finally:
+            self._exited.set()
+
+    def poll(self) -> int | None:
+        return self.returncode if self._exited.is_set() else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Signal PID 1 through the engine, as `docker kill --signal` does."""
+        if self.poll() is not None:
+            return
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):  # it exited meanwhile
+            self._container.get_wrapped_container().kill(signal=int(sig))
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def remove(self) -> None:
+        """Force-remove the container (its processes die with it) and close the engine client."""
+        with contextlib.suppress(docker.errors.DockerException, ConnectionError):
+            self._container.stop(force=True)
+
+
+atexit.register(remove_owned)
