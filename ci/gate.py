@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"Where the kit is installed (default: {DEFAULT_VENV})")
     parser.add_argument("--step-summary", type=Path, default=os.environ.get("GITHUB_STEP_SUMMARY") or None,
                         help="Append the Markdown report to this file (default: $GITHUB_STEP_SUMMARY)")
-    parser.add_argument("run_args", nargs="*", help="Extra `snakepit-contract run` options, after --")
+    parser.add_argument("--run-args", default="",
+                        help="Extra `snakepit-contract run` options as one shell-quoted string (for CI inputs)")
+    parser.add_argument("run_options", nargs="*", metavar="RUN-OPTION",
+                        help="Extra `snakepit-contract run` options, after --")
     return parser
 
 
@@ -131,7 +134,7 @@ def run_argv(args: argparse.Namespace, cli: Path, baseline: Path | None) -> list
         argv += ["--worker-image", args.worker_image]
     if baseline is not None:
         argv += ["--baseline", str(baseline)]
-    return argv + list(args.run_args)
+    return argv + shlex.split(args.run_args) + list(args.run_options)
 
 
 def _run(command: list[str]) -> int:

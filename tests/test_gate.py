@@ -163,7 +163,9 @@ def test_a_kit_installed_at_the_same_commit_is_reused(tmp_path: Path) -> None:
 ])
 def test_the_worker_reaches_the_cli_unchanged(target: list[str], expected: list[str]) -> None:
     """Ensure a worker command or image, the profile, level and extra options reach `snakepit-contract run`."""
-    args = gate._parser().parse_args([*target, "--profile", "all", "--level", "should", "--", "--only", "PROC-*"])
+    args = gate._parser().parse_args([*target, "--profile", "all", "--level", "should",
+                                      "--run-args", "--skip 'TOOL-*,RPC-*'", "--", "--only", "PROC-*"])
     argv = gate.run_argv(args, Path("/kit/snakepit-contract"), Path("known.toml"))
     assert argv == ["/kit/snakepit-contract", "run", "--profile", "all", "--level", "should",
-                    "--report-dir", "conformance-report", *expected, "--baseline", "known.toml", "--only", "PROC-*"]
+                    "--report-dir", "conformance-report", *expected, "--baseline", "known.toml",
+                    "--skip", "TOOL-*,RPC-*", "--only", "PROC-*"]
