@@ -26,6 +26,7 @@ from contract_tests import clauses
 from contract_tests.bench import command as bench_command
 from contract_tests.clause import REGISTRY, TESTS, Clause, Level
 from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
+from contract_tests.report.extras import ReportExtras, ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
 from contract_tests.report.terminal import Progress
 from contract_tests.settings import DEFAULT_WORKER_CMD, Settings
@@ -62,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="Comma-separated clause id globs to run")
     run.add_argument("--skip", help="Comma-separated clause id globs to leave out")
     run.add_argument("--baseline", type=Path, help="TOML file of the worker's expected failures")
+    run.add_argument("--mutation-score", type=Path,
+                     help="mutation-score.json of the mutants tier, embedded in the report (informational)")
+    run.add_argument("--bench-results", type=Path,
+                     help="bench.json of `snakepit-contract bench`, embedded in the report (informational)")
     run.add_argument("--timeout-scale", help="Multiply contract deadlines (slow machines)")
     run.add_argument("-n", "--numprocesses", default="2", help="Parallel pytest-xdist workers (default 2; 0 = none)")
     run.add_argument("--report-dir", type=Path, default=Path("conformance-report"),
@@ -143,10 +148,16 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageProblem(IMAGE_NOT_YET)
     _profiles(args.profile)
     _check_globs(args, load_clauses())
+    try:
+        extras = ReportExtras(
+            mutation_score=load_mutation_score(args.mutation_score) if args.mutation_score else None,
+            bench=load_bench(args.bench_results) if args.bench_results else None)
+    except ReportInputError as problem:
+        raise UsageProblem(str(problem)) from None
     if args.list:
         return _dry_run(args, out)
     capture = _Capture()
-    code = pytest.main(_pytest_argv(args), plugins=[capture, Progress()])
+    code = pytest.main(_pytest_argv(args), plugins=[capture, Progress(), extras])
     if capture.report is None:
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS
     verdict = capture.report.verdict()

@@ -27,6 +27,7 @@ from contract_tests.errors import ContractViolation, WorkerStartError
 from contract_tests.launcher import WorkerProcess
 from contract_tests.profiles import Profile
 from contract_tests.report import json_report, terminal
+from contract_tests.report.extras import EXTRAS, ReportExtras
 from contract_tests.report.model import (
     LEVELS,
     NOT_RUN_PREFIX,
@@ -206,7 +207,9 @@ def _build_report(config: pytest.Config, interrupted: bool) -> RunReport:
         worker = replace(worker, tools=tuple(collector.tools))
     elif isinstance(collector.tools, str):
         worker = replace(worker, tools_note=collector.tools)
+    extras = config.stash.get(EXTRAS, ReportExtras())
     return RunReport(
+        mutation_score=extras.mutation_score, bench=extras.bench,
         suite_version=__version__, started_at=config.stash[_STARTED], finished_at=datetime.now(UTC),
         worker=worker, profiles=[p.name for p in settings.profiles], level=settings.level,
         only=settings.only, skip=settings.skip, not_selected=chosen.not_selected,

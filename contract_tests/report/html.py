@@ -10,6 +10,7 @@ from __future__ import annotations
 from html import escape
 
 from contract_tests.clause import Level
+from contract_tests.report.extras import bench_table
 from contract_tests.report.model import FAILING, LEVELS, UNJUDGED, ClauseResult, Outcome, RunReport
 
 _CSS = """
@@ -120,6 +121,7 @@ def _info(report: RunReport) -> str:
                 + ("<strong>partial: interrupted</strong>" if report.interrupted else "complete")),
         ("Suite", f"snakepit-contract {escape(report.suite_version)}"),
         *([("Emulator self-checks", escape(line))] if (line := report.self_check_line()) else []),
+        *([("Mutation score", escape(line))] if (line := report.mutation_line()) else []),
     ]
     return "<table class='info'>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
@@ -182,6 +184,17 @@ def _rows(report: RunReport) -> str:
             "<th>Time</th><th>Requirement and evidence</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def _bench(report: RunReport) -> str:
+    if report.bench is None:
+        return ""
+    header, rows, note = bench_table(report.bench)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<h2 id='bench'>Benchmark <span class='muted'>(informational)</span></h2>"
+            f"<table id='bench-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<p class='muted'>{escape(note)}</p>")
+
+
 def render(report: RunReport) -> str:
     verdict = report.verdict()
     problems = "".join(f"<li>{escape(p)}</li>" for p in report.problems)
@@ -199,6 +212,7 @@ def render(report: RunReport) -> str:
 <h2>Results</h2>
 {_filters(report)}
 {_rows(report)}
+{_bench(report)}
 <script>{_JS}</script>
 </body></html>
 """

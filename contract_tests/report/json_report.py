@@ -89,6 +89,9 @@ def document(report: RunReport) -> dict[str, Any]:
             "by_subject": {s: _tally([r for r in report.results if r.clause.subject == s]) for s in SUBJECTS},
         },
         "clauses": [_clause(r) for r in report.results],
+        # Informational inputs (run --mutation-score, --bench-results): never clauses, never the verdict.
+        "metadata": {"mutation_score": report.mutation_score},
+        "bench": report.bench,
     }
 
 

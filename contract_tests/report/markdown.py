@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contract_tests.clause import Level
+from contract_tests.report.extras import bench_table
 from contract_tests.report.model import FAILING, LEVELS, UNJUDGED, ClauseResult, Outcome, RunReport, Verdict
 
 ICONS = {
@@ -62,6 +63,7 @@ def _header(report: RunReport) -> list[str]:
         f"{'**partial: interrupted**' if report.interrupted else 'complete'} |",
         f"| Suite | snakepit-contract {report.suite_version} |",
         *([f"| Emulator self-checks | {line} |"] if (line := report.self_check_line()) else []),
+        *([f"| Mutation score | {_cell(line)} |"] if (line := report.mutation_line()) else []),
         "",
     ]
 
@@ -122,6 +124,11 @@ def render(report: RunReport) -> str:
             lines += [line for r in group.results if r.outcome is not Outcome.NOT_RUN for line in _detailed(r)]
             not_run = [r for r in group.results if r.outcome is Outcome.NOT_RUN]
             lines += _short_table(not_run, "Why not run") if not_run else []
+    if report.bench is not None:
+        header, rows, note = bench_table(report.bench)
+        lines += ["## Benchmark (informational)", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header), *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
+                  "", note, ""]
     lines += [f"<details><summary>All {len(report.results)} results</summary>", "",
               "| Clause | Profile | Level | Outcome | Time | Requirement |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.clause.id} | {r.profile} | {r.clause.level.value}{'' if r.clause.judges_worker else ' (host)'} | "

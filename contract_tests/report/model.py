@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from contract_tests.clause import Clause, Level
 
@@ -204,6 +204,9 @@ class RunReport:
     interrupted: bool = False
     baseline: str | None = None
     problems: list[str] = field(default_factory=list)
+    # Informational, never part of the verdict (report/extras.py): the suite's mutation score, a bench run.
+    mutation_score: dict[str, Any] | None = None
+    bench: dict[str, Any] | None = None
 
     @property
     def judged(self) -> list[ClauseResult]:
@@ -267,6 +270,16 @@ class RunReport:
         passed = sum(r.outcome is Outcome.PASS for r in checks)
         return (f"{passed}/{len(checks)} emulator self-checks passed (clauses with subject host judge the suite's "
                 "emulated Elixir side, not the worker, and never decide the verdict)")
+
+    def mutation_line(self) -> str | None:
+        """The suite's own mutation score, as embedded with --mutation-score, in one sentence."""
+        found = self.mutation_score
+        if found is None:
+            return None
+        areas = ", ".join(f"{a} {r['caught']}/{r['total']}" for a, r in found["areas"].items())
+        return (f"{found['caught']}/{found['total']} mutants caught ({100 * found['score']:.0f}%"
+                f"{'' if found['complete'] else ', partial run'}) by snakepit-contract {found['suite_version']} "
+                f"on {found['date'][:10]}: {areas}")
 
     def score(self) -> tuple[int, int]:
         """Judged results that passed, out of all judged results."""

@@ -62,6 +62,10 @@ def summary_lines(report: RunReport, report_dir: Path | None) -> list[tuple[str,
     lines += [(f"Problem: {problem}", {"red": True}) for problem in report.problems]
     if line := report.self_check_line():
         lines.append((line, {}))
+    if line := report.mutation_line():
+        lines.append((f"Mutation score of this suite: {line}", {}))
+    if report.bench is not None:
+        lines.append(("Benchmark figures (informational) are in the report's bench section", {}))
     for group in report.groups():
         if not group.results:
             continue
