@@ -25,10 +25,11 @@ from contract_tests.launcher import WorkerProcess
 from contract_tests.profiles import PROFILES, SNAKEPIT_0_13
 from contract_tests.settings import DEFAULT_WORKER_CMD
 
-TINY = BenchSettings(calls=20, warmup=0, repeat=1, launches=1, stream_chunks=20, payload_calls=1,
-                       pool_calls=0)
+TINY = BenchSettings(calls=20, warmup=0, repeat=1, launches=1, stream_chunks=20, stream_runs=1, payload_calls=1,
+                     payload_50mib_calls=0, pool_calls=0)
 TINY_ARGS = ["--calls", "20", "--warmup", "0", "--repeat", "1", "--launches", "1", "--stream-chunks", "20",
-             "--payload-calls", "1", "--pool-calls", "8"]
+             "--stream-runs", "1", "--payload-calls", "1", "--payload-50mib-calls", "0", "--pool-calls", "8"]
+NOT_REQUESTED = {"payload_50mib_mb_per_s", "pool_calls_per_s"}
 SLEEPY_MUTANT = '''
 """Mutant: every ExecuteTool first sleeps 5 ms."""
 import asyncio
@@ -92,8 +93,8 @@ def test_call_tool_measures_latency_of_a_worker_without_catalogue(host: HostEmul
     settings = dataclasses.replace(TINY, call_tool="ping")
     sample = measure(make_spec(BASELINES[1], SNAKEPIT_0_13, host.elixir_address_for_worker, settings), settings)
     assert {"p50_us", "calls_per_s", "rss_growth_mib"} <= set(sample.figures)
-    assert set(sample.skipped) == {"stream_chunks_per_s", "stream_mb_per_s", "payload_1mib_mb_per_s",
-                                   "pool_calls_per_s"}
+    assert set(sample.skipped) == {"stream_chunks_per_s", "stream_mb_per_s", "stream_cpu_us_per_chunk",
+                                   "payload_1mib_mb_per_s", "payload_50mib_mb_per_s", "pool_calls_per_s"}
 
 
 def test_mutant_sleeping_5ms_shows_a_larger_p50(tmp_path: Path, host: HostEmulator) -> None:
@@ -104,9 +105,19 @@ def test_mutant_sleeping_5ms_shows_a_larger_p50(tmp_path: Path, host: HostEmulat
     for name, command in (("reference", DEFAULT_WORKER_CMD), ("mutant", [sys.executable, str(mutant)])):
         spec = make_spec(Target(name, command), SNAKEPIT_0_13, host.elixir_address_for_worker, TINY)
         sample = measure(spec, TINY)
-        assert set(sample.skipped) == {"pool_calls_per_s"}, sample.skipped
+        assert set(sample.skipped) == NOT_REQUESTED, sample.skipped
         figures[name] = sample.figures
     assert figures["mutant"]["p50_us"] - figures["reference"]["p50_us"] > 2000, figures
+
+
+def test_stream_and_50mib_figures_measure_the_reference_worker(host: HostEmulator) -> None:
+    """Ensure that the streaming figures (median of the runs, worker CPU per chunk) and the 50 MiB echo are taken."""
+    settings = dataclasses.replace(TINY, stream_chunks=200, stream_runs=3, payload_50mib_calls=1)
+    spec = make_spec(Target("reference", DEFAULT_WORKER_CMD), SNAKEPIT_0_13, host.elixir_address_for_worker, settings)
+    sample = measure(spec, settings)
+    assert set(sample.skipped) == {"pool_calls_per_s"}, sample.skipped
+    assert sample.figures["stream_chunks_per_s"] > 0 and sample.figures["payload_50mib_mb_per_s"] > 0
+    assert sample.figures["stream_cpu_us_per_chunk"] >= 0  # 10 ms ticks: 600 chunks may round to 0
 
 
 def test_bench_command_writes_bench_json_with_ratios(tmp_path: Path) -> None:
@@ -119,16 +130,17 @@ def test_bench_command_writes_bench_json_with_ratios(tmp_path: Path) -> None:
     assert doc["baselines"] == ["baseline-sync", "baseline-async"]
     assert set(doc["targets"]) == {"worker", "baseline-sync", "baseline-async"}
     worker = doc["targets"]["worker"]
-    assert worker["skipped"] == {}
-    assert set(worker["summary"]) == set(UNITS) and len(worker["samples"]) == 1
-    for figure in UNITS:
+    assert set(worker["skipped"]) == {"payload_50mib_mb_per_s"}
+    assert set(worker["summary"]) == set(UNITS) - {"payload_50mib_mb_per_s"} and len(worker["samples"]) == 1
+    for figure in worker["summary"]:
         assert set(doc["ratios"]["worker"][figure]) == {"baseline-sync", "baseline-async"}
     assert all(isinstance(doc["ratios"]["worker"][f]["baseline-sync"], float) for f in ("p50_us", "calls_per_s"))
     assert "x baseline-sync" in done.stdout and "p50_us" in done.stdout
 
 
 @pytest.mark.parametrize("args", [["--calls", "0"], ["--worker-image", "x"], ["--profile", "nope"],
-                                  ["--worker-cmd", "'unclosed"], ["--call-params", "[1]"]])
+                                  ["--worker-cmd", "'unclosed"], ["--call-params", "[1]"],
+                                  ["--stream-runs", "0"], ["--payload-50mib-calls", "-1"]])
 def test_bench_usage_errors_exit_3(args: list[str]) -> None:
     """Ensure that impossible bench command lines are usage errors."""
     assert cli.main(["bench", *args], out=io.StringIO()) == cli.EXIT_USAGE

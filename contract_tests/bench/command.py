@@ -27,8 +27,10 @@ _COUNTS = {
     "warmup": "Untimed calls before them",
     "repeat": "Repetitions (each on fresh processes)",
     "launches": "Spawn-to-ready launches per repetition (median taken)",
-    "stream_chunks": "Chunks of the timed contract.stream call",
+    "stream_chunks": "Chunks of each timed contract.stream call",
+    "stream_runs": "Timed contract.stream calls per repetition (the median one counts)",
     "payload_calls": "Timed 1 MiB contract.echo calls",
+    "payload_50mib_calls": "Timed 50 MiB contract.echo calls (0: no 50 MiB figure)",
     "pool_calls": "Timed calls through a pool (0: no pool figure)",
     "pool_size": "Workers in the pool",
     "pool_sessions": "Concurrent sessions calling the pool, one call at a time each",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.worker_image is not None:
         raise UsageProblem(IMAGE_NOT_YET)
     for name in _COUNTS:
-        if getattr(args, name) < (0 if name in ("warmup", "pool_calls") else 1):
+        if getattr(args, name) < (0 if name in ("warmup", "pool_calls", "payload_50mib_calls") else 1):
             raise UsageProblem(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")
     if args.timeout_scale <= 0:
         raise UsageProblem(f"--timeout-scale must be positive, not {args.timeout_scale}")

@@ -8,6 +8,7 @@ request and the raw stub, so the client's cost is the same for every target.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -36,7 +37,9 @@ TOOL_FIGURES: dict[str, str] = {
     "rss_growth_mib": "contract.echo",
     "stream_chunks_per_s": "contract.stream",
     "stream_mb_per_s": "contract.stream",
+    "stream_cpu_us_per_chunk": "contract.stream",
     "payload_1mib_mb_per_s": "contract.echo",
+    "payload_50mib_mb_per_s": "contract.echo",
     "pool_calls_per_s": "contract.echo",
 }
 UNITS: dict[str, str] = {
@@ -50,12 +53,14 @@ UNITS: dict[str, str] = {
     "rss_growth_mib": "MiB",
     "stream_chunks_per_s": "chunks/s",
     "stream_mb_per_s": "MB/s",
+    "stream_cpu_us_per_chunk": "µs",
     "payload_1mib_mb_per_s": "MB/s",
+    "payload_50mib_mb_per_s": "MB/s",
     "pool_calls_per_s": "calls/s",
 }
 # Figures where a smaller number is better (the ratio reads "x times slower/bigger").
 LOWER_IS_BETTER = {"spawn_to_ready_ms", "p50_us", "p90_us", "p99_us", "rss_after_100_mib", "rss_after_n_mib",
-                   "rss_growth_mib"}
+                   "rss_growth_mib", "stream_cpu_us_per_chunk"}
 
 
 CALL_FIGURES = ("p50_us", "p90_us", "p99_us", "calls_per_s", "rss_after_100_mib", "rss_after_n_mib",
@@ -71,8 +76,11 @@ class BenchSettings:
     repeat: int = 3
     launches: int = 5
     stream_chunks: int = 10_000
+    stream_runs: int = 3
     payload_calls: int = 20
     payload_bytes: int = MIB
+    # Timed 50 MiB echo calls, after one warm-up call (0: no 50 MiB figure); ~0.7 s each on a 2-core machine.
+    payload_50mib_calls: int = 2
     # Pool throughput: `pool_calls` calls from `pool_sessions` concurrent sessions on `pool_size` workers (0: off).
     pool_calls: int = 2000
     pool_size: int = 2
@@ -81,11 +89,11 @@ class BenchSettings:
     # (`--call-tool ping` for a worker without the catalogue), called with `call_params`.
     call_tool: str | None = None
     call_params: dict[str, object] = field(default_factory=dict)
+    timeout_scale: float = 1.0
 
     def call(self) -> tuple[str, dict[str, object]]:
         """The tool and parameters of the timed calls."""
         return (self.call_tool, self.call_params) if self.call_tool else ("contract.echo", {"message": "ping", "n": 1})
-    timeout_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,15 @@ def rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds a live process has used, from /proc/<pid>/stat (10 ms ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ready_s(worker: WorkerProcess, spawned_at: float, timeout_s: float) -> float:
@@ -190,35 +207,49 @@ def _calls(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, fl
     figures["rss_growth_mib"] = figures["rss_after_n_mib"] - figures["rss_after_100_mib"]
 
 
+def _stream_once(worker: WorkerProcess, count: int) -> tuple[int, int, float]:
+    """One contract.stream of `count` chunks with interval 0: chunks received, data bytes, seconds."""
+    assert worker.client is not None
+    started = time.perf_counter()
+    received = data_bytes = 0
+    for chunk in worker.client.stream_call("contract.stream", {"count": count, "interval_ms": 0}, timeout=120):
+        received += 1
+        data_bytes += len(chunk.data)
+    return received, data_bytes, time.perf_counter() - started
+
+
 def _stream(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, float]) -> None:
-    """One contract.stream of `stream_chunks` chunks with interval 0, after a short warm-up stream."""
-    client = worker.client
-    assert client is not None
-    for count in (min(100, settings.stream_chunks), settings.stream_chunks):
-        started = time.perf_counter()
-        received = data_bytes = 0
-        for chunk in client.stream_call("contract.stream", {"count": count, "interval_ms": 0}, timeout=120):
-            received += 1
-            data_bytes += len(chunk.data)
-        elapsed = time.perf_counter() - started
+    """`stream_runs` streams of `stream_chunks` chunks after a short warm-up one; the median run counts.
+
+    The worker's CPU time per chunk over all the runs is the figure a busy machine disturbs least:
+    time the worker spends descheduled is not CPU time.
+    """
+    _stream_once(worker, min(100, settings.stream_chunks))
+    cpu_before = cpu_s(worker.pid)
+    runs = sorted((_stream_once(worker, settings.stream_chunks) for _ in range(settings.stream_runs)),
+                  key=lambda run: run[0] / run[2])
+    cpu_after = cpu_s(worker.pid)
+    received, data_bytes, elapsed = runs[len(runs) // 2]
     figures["stream_chunks_per_s"] = received / elapsed
     figures["stream_mb_per_s"] = data_bytes / elapsed / 1e6
+    if cpu_before is not None and cpu_after is not None:
+        figures["stream_cpu_us_per_chunk"] = (cpu_after - cpu_before) / sum(run[0] for run in runs) * 1e6
 
 
-def _payload(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, float]) -> None:
-    """contract.echo of a `payload_bytes` string: bytes sent per second of round trip (median call)."""
+def _payload(worker: WorkerProcess, size: int, calls: int, warmups: int) -> float:
+    """contract.echo of a `size`-byte string: bytes sent per second of round trip (median call), in MB/s."""
     client = worker.client
     assert client is not None
-    request, headers = client.tool_request("contract.echo", {"data": "x" * settings.payload_bytes})
+    request, headers = client.tool_request("contract.echo", {"data": "x" * size})
     times = []
-    for i in range(settings.payload_calls + 2):
+    for i in range(calls + warmups):
         started = time.perf_counter()
-        reply = client.stub.ExecuteTool(request, timeout=60, metadata=headers or None)
-        if i >= 2:  # two warm-up calls
+        reply = client.stub.ExecuteTool(request, timeout=120, metadata=headers or None)
+        if i >= warmups:
             times.append(time.perf_counter() - started)
-    if not reply.success:
-        raise RuntimeError(f"contract.echo of {settings.payload_bytes} bytes failed: {reply.error_message[:200]}")
-    figures["payload_1mib_mb_per_s"] = settings.payload_bytes / percentile(times, 50) / 1e6
+        if not reply.success:
+            raise RuntimeError(f"contract.echo of {size} bytes failed: {reply.error_message[:200]}")
+    return size / percentile(times, 50) / 1e6
 
 
 def _pool(spec: WorkerSpec, settings: BenchSettings, host: HostEmulator, figures: dict[str, float]) -> None:
@@ -264,7 +295,14 @@ def measure(
         if "p50_us" not in sample.skipped:
             _calls(worker, settings, sample.figures)
         if "payload_1mib_mb_per_s" not in sample.skipped:
-            _payload(worker, settings, sample.figures)
+            sample.figures["payload_1mib_mb_per_s"] = _payload(worker, settings.payload_bytes,
+                                                               settings.payload_calls, warmups=2)
+        if "payload_50mib_mb_per_s" not in sample.skipped:
+            if settings.payload_50mib_calls == 0:
+                sample.skipped["payload_50mib_mb_per_s"] = "50 MiB payload not requested (--payload-50mib-calls 0)"
+            else:
+                sample.figures["payload_50mib_mb_per_s"] = _payload(worker, 50 * MIB, settings.payload_50mib_calls,
+                                                                    warmups=1)
         if "stream_chunks_per_s" not in sample.skipped:
             _stream(worker, settings, sample.figures)
     if "pool_calls_per_s" not in sample.skipped:
