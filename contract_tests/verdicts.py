@@ -11,6 +11,7 @@ the verdict (docs/report.md).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -75,10 +76,44 @@ def _phase_deadline(item: pytest.Item) -> Iterator[None]:
         yield
 
 
+# Clauses that judge the heartbeat itself: a worker the heartbeat monitor stopped rightly FAILs them.
+HEARTBEAT_CLAUSES = frozenset({"RPC-002", "RPC-003"})
+# When each clause test of this process started (monotonic) and its label, to name where a monitor fired.
+_STARTS: list[tuple[float, str]] = []
+
+
+def _profile_name(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    profile = callspec.params.get("profile") if callspec else None
+    return profile.name if isinstance(profile, Profile) else ""
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    found = clause_of(item)
+    if found is not None:
+        _STARTS.append((time.monotonic(), f"{found.id} [{_profile_name(item)}]"))
     with _phase_deadline(item):
         return (yield)
+
+
+def stopped_by_heartbeat(workers: list[WorkerProcess]) -> str | None:
+    """Why a worker this check used was stopped by Snakepit's heartbeat monitor, and during which check.
+
+    Only a worker that answered the heartbeat wrongly (session_valid=false) or too late was stopped *by* the
+    monitor; a beat that found the worker gone (killed by a check) is the check's doing, not the monitor's.
+    """
+    for worker in workers:
+        monitor = worker.heartbeat
+        if monitor is None or monitor.failure is None or not monitor.beats:
+            continue
+        beat = monitor.beats[-1]
+        if beat.valid is not False and not (beat.error or "").startswith("DEADLINE_EXCEEDED"):
+            continue
+        at = beat.sent_at + beat.elapsed_s
+        where = next((label for started, label in reversed(_STARTS) if started <= at), "its start")
+        return f"worker pid {worker.pid} stopped by the heartbeat monitor at {where} ({monitor.failure})"
+    return None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -150,10 +185,14 @@ def pytest_runtest_makereport(
     found = clause_of(item)
     if found is None:
         return report
-    callspec = getattr(item, "callspec", None)
-    profile = callspec.params.get("profile") if callspec else None
-    profile_name = profile.name if isinstance(profile, Profile) else ""
+    profile_name = _profile_name(item)
     outcome, reason = _classify(report, call)
+    if outcome is Outcome.FAIL and found.id not in HEARTBEAT_CLAUSES:
+        stopped = stopped_by_heartbeat(item.stash.get(WORKERS, []))
+        if stopped is not None:
+            # A later check on a worker the monitor stopped says nothing about its own clause.
+            outcome, reason = Outcome.ERROR, (f"{stopped}; {found.id} could not be judged on it "
+                                              f"(RPC-002 judges heartbeats). The check saw: {reason}")
     report.user_properties += [
         ("clause", found.id), ("level", found.level.value), ("profile", profile_name),
         ("outcome", outcome.value), ("reason", reason),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -129,3 +130,26 @@ def test_suite_fails_the_mutant_on_its_targets(mutant: dict[str, Any], tmp_path:
         assert run.returncode in (cli.EXIT_NOT_CONFORMANT, cli.EXIT_HARNESS), evidence
     assert not missed, f"targets not failed: {missed}\n{evidence}"
     assert not unexpected, f"MUST clauses failed outside the blast radius: {unexpected}\n{evidence}"
+
+
+@pytest.mark.skipif(not RUN_MUTANTS, reason="mutant tier: run `tox -e mutants` (or set SNAKEPIT_MUTANTS=1)")
+def test_checks_on_a_worker_the_heartbeat_monitor_stopped_are_errors(tmp_path: Path) -> None:
+    """Ensure a worker stopped by Snakepit 0.13's heartbeat monitor FAILs the heartbeat clause only: later checks
+    that used it come out ERROR, naming the monitor and where it fired, never FAIL of their own clause."""
+    mutant = shlex.join([sys.executable, str(MUTANT_DIR / "heartbeat_session_invalid.py")])
+    run = subprocess.run(
+        [sys.executable, "-m", "contract_tests.cli", "run", "--worker-cmd", mutant, "--profile", "snakepit-0.13",
+         "--only", "RPC-001,RPC-002,TOOL-00*", "--level", "all", "-n", "0", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    evidence = run.stdout[-3000:] + run.stderr[-2000:]
+    records = json.loads((tmp_path / "conformance.json").read_text())["clauses"]
+    outcomes = {r["id"]: r["outcome"] for r in records}
+    assert outcomes["RPC-002"] == "FAIL", evidence
+    assert [c for c, o in outcomes.items() if o in FAILED and c != "RPC-002"] == [], evidence
+    stopped = [r for r in records if r["outcome"] == "ERROR"
+               and re.match(r"worker pid \d+ stopped by the heartbeat monitor at [A-Z]+-\d{3} \[snakepit-0.13\] "
+                            r"\(Heartbeat answered session_valid=false\)", r["reason"])]
+    assert stopped, evidence
+    assert run.returncode == cli.EXIT_NOT_CONFORMANT, evidence
+
