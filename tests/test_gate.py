@@ -24,6 +24,7 @@ GATE = ROOT / "ci" / "gate.sh"
 MUTANT = ROOT / "fixtures" / "mutants" / "ints_as_floats.py"
 REFERENCE = shlex.join([sys.executable, "-m", "reference_worker"])
 DIES_AT_START = shlex.join([sys.executable, "-c", "import sys; sys.exit(3)"])
+IMAGE = os.environ.get("SNAKEPIT_CONTRACT_TEST_IMAGE", "snakepit-contract/reference-worker:latest")
 _spec = importlib.util.spec_from_file_location("gate", ROOT / "ci" / "gate.py")
 assert _spec is not None and _spec.loader is not None
 gate: Any = importlib.util.module_from_spec(_spec)
@@ -155,6 +156,19 @@ def test_a_kit_installed_at_the_same_commit_is_reused(tmp_path: Path) -> None:
     assert status == 0, output[-3000:]
     assert f"is already installed in {venv}" in output
     assert f"gate: {cli} run " in output
+
+
+def test_a_worker_image_is_gated_like_a_command(tmp_path: Path) -> None:
+    """Ensure --worker-image reaches the suite: the reference worker's image passes (SKIP without engine or image)."""
+    container = pytest.importorskip("contract_tests.container", reason="the containers extra is missing")
+    try:
+        container.check_image(IMAGE)
+    except container.ContainerEngineError as err:
+        pytest.skip(f"no engine or no image: {err}")
+    status, output = _gate(tmp_path, "--worker-image", IMAGE, "--", "--only", "TOOL-004,PROC-010", "-n", "0")
+    assert status == 0, output[-3000:]
+    assert _outcomes(tmp_path) == {"TOOL-004 snakepit-0.13": "PASS", "PROC-010 snakepit-0.13": "PASS"}
+    assert f"worker:   {IMAGE} (image)" in output
 
 
 @pytest.mark.parametrize(("target", "expected"), [
