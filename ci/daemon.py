@@ -201,13 +201,16 @@ def _alive(pid: int) -> bool:
 
 
 def wipe(engine: EngineDir) -> None:
-    """Remove a stopped engine's state (images, layers, socket, logs); refuses while anything is mounted there."""
+    """Remove a stopped engine's state (images, layers, socket, logs), unmounting what the daemon left mounted."""
     if engine_answers(engine, timeout=5.0):
         raise RuntimeError(f"the engine in {engine.root} still answers; stop it first")
+    # A stopped dockerd leaves its network namespace mounted (exec/netns/default); deepest first.
+    for point in sorted(mounts_under(engine.root), key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
     mounted = mounts_under(engine.root)
     if mounted:
         raise RuntimeError(f"still mounted under {engine.root}: {', '.join(mounted[:5])}")
-    shutil.rmtree(engine.root, ignore_errors=False)
+    shutil.rmtree(engine.root)
 
 
 def mounts_under(root: Path, mountinfo: Path = Path("/proc/self/mounts")) -> list[str]:

@@ -8,7 +8,8 @@ down    remove the project's labelled containers; stop the daemon only if the bo
         (--wipe also deletes its state directory: images, layers, logs)
 run     up, run COMMAND with DOCKER_HOST set, then tear down whatever this invocation started
 
-Exit status: 0 done (or COMMAND's status), 1 error, 2 NOT-RUN (no Docker engine can run on this machine).
+Exit status: 0 done (or COMMAND's status), 1 error, 2 NOT-RUN (no Docker engine can run on this machine),
+3 usage error.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
+from typing import NoReturn
 
 from ci import base_images, daemon, packages, project_images
 from ci.apt_sources import NoMirror, debian_mirror, machine_sources
@@ -165,8 +167,16 @@ def _require_root(what: str) -> None:
         raise PermissionError(f"{what} needs root")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3, as in the kit's own CLI (2 means NOT-RUN here)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(3, f"{self.prog}: error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m ci.engine", description=__doc__.split("\n\n")[0])
+    top = _Parser(prog="python -m ci.engine", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="install, start or adopt the engine, build the images")
     up.add_argument("--no-images", action="store_true", help="only the engine")
