@@ -21,7 +21,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,8 @@ from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
 
 RUN_LABEL = "snakepit-contract.run"
 OWNER_LABEL = "snakepit-contract.owner"
-ENGINE_HELP = ("set DOCKER_HOST to the engine's socket (here: unix:///var/tmp/snakepit-contract-engine/docker.sock) "
-               "and start the engine with `python -m ci.engine up`, see docs/containers.md")
+ENGINE_HELP = ("set DOCKER_HOST to a running engine's socket; from a checkout, `python -m ci.engine up` starts one "
+               "and prints it, and `python -m ci.engine build` builds the images (docs/containers.md)")
 # Docker reports a death by signal N as exit code 128+N, as a shell does.
 _SIGNAL_EXIT_BASE = 128
 _EXEC_WAIT_S = 5.0
@@ -106,24 +106,33 @@ def check_image(image: str) -> None:
     except docker.errors.ImageNotFound:
         raise ContainerEngineError(
             f"image {image!r} is not in the engine at DOCKER_HOST={os.environ.get('DOCKER_HOST')}; "
-            "build it first (`python -m ci.engine build`, see docs/containers.md)") from None
+            "build it first (from a checkout: `python -m ci.engine build`, docs/containers.md)") from None
     finally:
         engine.close()
 
 
-def _labelled(engine: docker.DockerClient, label: str) -> Iterator[Any]:
-    yield from engine.containers.list(all=True, filters={"label": label})
+def _labelled(engine: docker.DockerClient, label: str) -> list[dict[str, Any]]:
+    """The engine's list entries (Id, Labels, State) of the containers carrying the label; no per-container reads,
+    so one removed meanwhile by another process is no error."""
+    found: list[dict[str, Any]] = engine.api.containers(all=True, filters={"label": label})
+    return found
+
+
+def _remove(engine: docker.DockerClient, entry: dict[str, Any]) -> str | None:
+    try:
+        engine.api.remove_container(entry["Id"], force=True)
+    except docker.errors.APIError as err:
+        if err.status_code in (404, 409):  # gone, or being removed: by its owner meanwhile
+            return None
+        raise
+    return str(entry["Id"])[:12]
 
 
 def remove_containers(label: str) -> list[str]:
     """Force-remove every container carrying this label (`key` or `key=value`); their short ids."""
-    removed = []
     with contextlib.suppress(ContainerEngineError), contextlib.closing(client()) as engine:
-        for found in _labelled(engine, label):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                found.remove(force=True)
-                removed.append(found.short_id)
-    return removed
+        return [short for entry in _labelled(engine, label) if (short := _remove(engine, entry))]
+    return []
 
 
 def remove_owned() -> list[str]:
@@ -138,15 +147,10 @@ def remove_run() -> list[str]:
 
 def sweep_orphans() -> list[str]:
     """Remove the containers of runs whose owner process is dead (a crashed or SIGKILLed run)."""
-    removed = []
     with contextlib.closing(client()) as engine:
-        for found in _labelled(engine, RUN_LABEL):
-            identity = found.labels.get(OWNER_LABEL, "")
-            if owner_is_gone(identity, found.status == "running"):
-                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                    found.remove(force=True)
-                    removed.append(found.short_id)
-    return removed
+        return [short for entry in _labelled(engine, RUN_LABEL)
+                if owner_is_gone((entry.get("Labels") or {}).get(OWNER_LABEL, ""), entry.get("State") == "running")
+                and (short := _remove(engine, entry))]
 
 
 def _environ_has(pid: int, entry: bytes) -> bool:

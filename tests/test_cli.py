@@ -97,7 +97,6 @@ def test_explain_prints_requirement_checks_and_repro() -> None:
         (["list", "--profile", "snakepit-9"], "unknown profile 'snakepit-9'"),
         (["frobnicate"], ""),
         ([], ""),
-        (["run", "--worker-image", "ghcr.io/me/worker:1"], "--worker-image is not available yet"),
         (["run", "--worker-cmd", "w", "--worker-address", "127.0.0.1:1"], ""),
         (["run", "--only", "NOPE-*"], "--only 'NOPE-*' matches no clause"),
         (["run", "--level", "strict"], ""),

@@ -1,0 +1,239 @@
+"""Self-tests of the containers tier (contract_tests/container.py): specs, owners, and real containers.
+
+The tests marked `engine` start real containers of the reference worker image on the engine at DOCKER_HOST;
+they SKIP, saying why, when no engine answers or the image is not built (the `containers` tox env has both).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract_tests import cli
+from contract_tests.host import HostEmulator
+from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV, WorkerProcess, WorkerSpec
+from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13
+
+container = pytest.importorskip("contract_tests.container", reason="the containers extra (testcontainers) is missing")
+
+IMAGE = os.environ.get("SNAKEPIT_CONTRACT_TEST_IMAGE", "snakepit-contract/reference-worker:latest")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _container_spec(profile: Any = SNAKEPIT_0_13, **overrides: Any) -> WorkerSpec:
+    return WorkerSpec(command=(), profile=profile, elixir_address="127.0.0.1:1", image=IMAGE, **overrides)
+
+
+# -- pure parts ------------------------------------------------------------------------------------
+
+def test_image_spec_passes_only_snakepits_flags() -> None:
+    """Ensure the image's ENTRYPOINT is the command: the container gets Snakepit's flags and nothing else."""
+    argv = dataclasses.replace(_container_spec(), run_id="abc1234").build_argv()
+    assert argv == ["--port", "0", "--elixir-address", "127.0.0.1:1", "--snakepit-run-id", "abc1234",
+                    "--snakepit-instance-name", "test_snakepit_contract_nonode@nohost"]
+
+
+def test_image_spec_env_is_snakepits_not_this_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ensure a container keeps its image's environment: only Snakepit's variables and the run tag are added."""
+    monkeypatch.setenv("SOME_HOST_ONLY_VARIABLE", "1")
+    env = _container_spec().build_env(Path("/tmp/x/snakepit_ready"))
+    assert "SOME_HOST_ONLY_VARIABLE" not in env and "PATH" not in env and "SNAKEPIT_PYTHON" not in env
+    assert env["SNAKEPIT_READY_FILE"] == "/tmp/x/snakepit_ready" and env["SNAKEPIT_PROCESS_GROUP"] == "1"
+    assert env[RUN_TAG_ENV] == RUN_TAG and "SNAKEPIT_HEARTBEAT_CONFIG" in env
+    assert "SOME_HOST_ONLY_VARIABLE" in WorkerSpec(command=("w",), profile=SNAKEPIT_0_6,
+                                                   elixir_address="127.0.0.1:1").build_env(None)
+
+
+def test_run_label_is_shared_by_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ensure every xdist worker of one run labels its containers alike, and a lone process uses its tag."""
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "run-1")
+    assert container.run_label() == "run-1"
+    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID")
+    assert container.run_label() == RUN_TAG
+
+
+def test_owner_identity_tells_a_dead_or_reused_pid() -> None:
+    """Ensure only containers of a dead owner count as orphans: a live one, or another machine's running one, stay."""
+    assert not container.owner_is_gone(container.owner_identity(), running=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert container.owner_is_gone(f"{_boot_id()}/{dead.pid}/1", running=True)
+    me = container.owner_identity().rsplit("/", 1)[0]
+    assert container.owner_is_gone(f"{me}/0", running=True)  # pid reused by another process: start time differs
+    assert container.owner_is_gone("not-an-identity", running=False)
+    assert not container.owner_is_gone("other-boot/1/1", running=True)
+    assert container.owner_is_gone("other-boot/1/1", running=False)
+
+
+def test_one_worker_at_a_time(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ensure a command and an image together are a usage error naming both (exit 3)."""
+    monkeypatch.setenv("SNAKEPIT_CONTRACT_WORKER_CMD", "python3 -m reference_worker")
+    assert cli.main(["run", "--worker-image", IMAGE, "-n", "0"], out=io.StringIO()) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Give one worker, not several" in err and "SNAKEPIT_CONTRACT_WORKER_CMD" in err and "--worker-image" in err
+
+
+def test_no_engine_is_exit_3_naming_docker_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Ensure an unreachable engine stops the run before any check, naming DOCKER_HOST and how to start one."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    assert cli.main(["run", "--worker-image", IMAGE, "-n", "0"], out=io.StringIO()) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"DOCKER_HOST=unix://{tmp_path}/no-engine.sock" in err and "ci.engine up" in err
+
+
+# -- real engine -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    """The reference worker image on a reachable engine, or SKIP saying which is missing."""
+    try:
+        container.check_image(IMAGE)
+    except container.ContainerEngineError as err:
+        pytest.skip(f"no engine or no image: {err}")
+    return IMAGE
+
+
+def _containers(label: str) -> list[dict[str, Any]]:
+    """The engine's list entries (Id, Labels, State): no per-container reads that a concurrent removal would fail."""
+    engine = container.client()
+    try:
+        found: list[dict[str, Any]] = engine.api.containers(all=True, filters={"label": label})
+        return found
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def host() -> Iterator[HostEmulator]:
+    with HostEmulator(SNAKEPIT_0_13) as emulator:
+        yield emulator
+
+
+def test_container_worker_starts_answers_and_stops_on_sigterm(image: str, host: HostEmulator) -> None:
+    """Ensure a container of the image gets ready (file on the bind mount), answers Ping on 127.0.0.1,
+    carries the run and owner labels, exits 0 on SIGTERM to its PID 1 within the grace, and is removed."""
+    spec = dataclasses.replace(_container_spec(), elixir_address=host.elixir_address_for_worker, image=image)
+    with WorkerProcess(spec) as worker:
+        assert worker.container is not None and worker.client is not None and worker.ready_file is not None
+        assert worker.client.ping("from the host", timeout=5) is not None
+        labelled = _containers(f"{container.OWNER_LABEL}={container.owner_identity()}")
+        assert [c["Id"][:12] for c in labelled] == [worker.container.id]
+        assert labelled[0]["Labels"][container.RUN_LABEL] == container.run_label()
+        assert Path(f"/proc/{worker.pid}/cmdline").read_bytes().split(b"\0")[:3] == [b"python3", b"-m",
+                                                                                    b"reference_worker"]
+        assert not worker.process_group  # the engine stops a container as a whole
+        result = worker.stop()
+    assert (result.exit_status, result.killed) == (0, False)
+    assert not _containers(f"{container.OWNER_LABEL}={container.owner_identity()}")
+
+
+def test_container_output_and_line_readiness(image: str) -> None:
+    """Ensure Snakepit 0.6's GRPC_READY line arrives through the container's log stream, with the exit status."""
+    profile = dataclasses.replace(SNAKEPIT_0_6, heartbeat=False)
+    with HostEmulator(profile) as emulator:
+        spec = dataclasses.replace(_container_spec(profile), elixir_address=emulator.elixir_address_for_worker)
+        worker = WorkerProcess(spec)
+        with worker:
+            assert worker.ready_file is None and worker.port is not None
+            assert worker.output is not None and f"GRPC_READY:{worker.port}" in worker.output.text()
+        assert worker.stop_result is not None and worker.stop_result.exit_status == 0
+
+
+def test_container_stdin_eof_ends_the_worker(image: str, host: HostEmulator) -> None:
+    """Ensure closing the attached stdin is an EOF for PID 1: the reference worker leaves as orphaned (70)."""
+    spec = dataclasses.replace(_container_spec(), elixir_address=host.elixir_address_for_worker)
+    with WorkerProcess(spec) as worker:
+        worker.detach_snakepit_side()
+        worker.close_stdin()
+        assert worker.wait_exit(10) == 70
+
+
+def test_container_killed_when_sigterm_is_ignored(image: str, host: HostEmulator) -> None:
+    """Ensure a PID 1 that does not leave on SIGTERM is SIGKILLed after the grace, exit code 137 (128+9)."""
+    spec = dataclasses.replace(_container_spec(), elixir_address=host.elixir_address_for_worker)
+    with WorkerProcess(spec) as worker:
+        worker.send_signal(signal.SIGSTOP)  # a stopped PID 1 cannot act on SIGTERM
+        result = worker.stop(grace_s=0.5)
+    assert result.killed and result.exit_status == 128 + signal.SIGKILL
+
+
+def test_sweep_removes_only_containers_of_dead_owners(image: str) -> None:
+    """Ensure the start-of-run sweep removes a crashed run's containers and keeps a live owner's."""
+    engine = container.client()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    labels = {"dead": f"{_boot_id()}/{dead.pid}/1", "live": container.owner_identity()}
+    made = {name: engine.containers.create(image, labels={container.RUN_LABEL: "sweep-test",
+                                                          container.OWNER_LABEL: owner})
+            for name, owner in labels.items()}
+    try:
+        container.sweep_orphans()
+        left = {c["Id"] for c in _containers(f"{container.RUN_LABEL}=sweep-test")}
+        assert made["dead"].id not in left and made["live"].id in left
+    finally:
+        container.remove_containers(f"{container.RUN_LABEL}=sweep-test")
+        engine.close()
+
+
+def _suite(tmp_path: Path) -> subprocess.Popen[bytes]:
+    """A suite run against the image whose PROC-012 check keeps a container up for a few seconds."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "--profile", "snakepit-0.13",
+         "--worker-image", IMAGE, "--only", "PROC-012", str(REPO / "contract_tests" / "clauses" / "test_process.py")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _owned_by(pid: int) -> list[dict[str, Any]]:
+    return [c for c in _containers(container.RUN_LABEL)
+            if c["Labels"].get(container.OWNER_LABEL, "").split("/")[1:2] == [str(pid)]]
+
+
+def _wait_for_container(run: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while not _owned_by(run.pid):
+        assert run.poll() is None and time.monotonic() < deadline, "the suite never started a container"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_removes_its_containers(image: str, tmp_path: Path, sig: signal.Signals) -> None:
+    """Ensure Ctrl-C (SIGINT) or a CI runner's SIGTERM mid-check still removes every container of the run."""
+    run = _suite(tmp_path)
+    try:
+        _wait_for_container(run)
+        run.send_signal(sig)
+        run.wait(60)
+        assert not _owned_by(run.pid)
+    finally:
+        run.kill()
+        run.wait()
+
+
+def test_crashed_run_is_swept_by_the_next(image: str, tmp_path: Path) -> None:
+    """Ensure the containers of a SIGKILLed run outlive it, and the next run's sweep removes them."""
+    run = _suite(tmp_path)
+    try:
+        _wait_for_container(run)
+        run.kill()
+        run.wait()
+        assert _owned_by(run.pid), "a SIGKILLed run cannot clean up: its container must still be there"
+        container.sweep_orphans()
+        assert not _owned_by(run.pid)
+    finally:
+        run.kill()
+        run.wait()
