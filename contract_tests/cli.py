@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="Run the suite against a worker and write a report")
     target = run.add_mutually_exclusive_group()
     target.add_argument("--worker-cmd", help="Worker command, shell-quoted (default: the reference worker)")
-    target.add_argument("--worker-image", help="Worker container image (not available yet)")
+    target.add_argument("--worker-image", help="Worker container image: each worker runs in its own container "
+                                               "(host network, the engine at DOCKER_HOST; docs/worker-image.md)")
     target.add_argument("--worker-address", help="Attach to a worker already running at HOST:PORT")
     run.add_argument("--profile", default=DEFAULT_PROFILE, help="snakepit-0.6, snakepit-0.13 or all")
     run.add_argument("--level", choices=sorted(LEVELS), default="must",
@@ -137,15 +138,13 @@ def _pytest_argv(args: argparse.Namespace) -> list[str]:
             # -q -rN: the progress lines and the plugin's verdict replace pytest's dots and short summary.
             "-q", "-rN", "--profile", args.profile, "--level", args.level, "-n", args.numprocesses,
             "--report-dir", str(args.report_dir)]
-    for option in ("worker_cmd", "worker_address", "only", "skip", "timeout_scale", "baseline"):
+    for option in ("worker_cmd", "worker_image", "worker_address", "only", "skip", "timeout_scale", "baseline"):
         if getattr(args, option) is not None:
             argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     return argv + list(args.pytest_args)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    if args.worker_image is not None:
-        raise UsageProblem(IMAGE_NOT_YET)
     _profiles(args.profile)
     _check_globs(args, load_clauses())
     try:
