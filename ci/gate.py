@@ -52,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"Known failures (TOML); default: {DEFAULT_BASELINE} when that file exists")
     parser.add_argument("--report-dir", type=Path, default=Path("conformance-report"),
                         help="Where the report goes (default: ./conformance-report)")
-    parser.add_argument("--kit", help="What to install when snakepit-contract is not on PATH: a path to a checkout or "
-                                      "a pip requirement such as 'snakepit-contract @ git+URL@REF' "
-                                      "(default: the checkout holding this script)")
+    parser.add_argument("--kit", help="Install this kit into --venv and use it: a path to a checkout or a pip "
+                                      "requirement such as 'snakepit-contract[containers] @ git+URL@REF' (default: "
+                                      "snakepit-contract on PATH, else the checkout holding this script)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                         help=f"Where the kit is installed (default: {DEFAULT_VENV})")
     parser.add_argument("--step-summary", type=Path, default=os.environ.get("GITHUB_STEP_SUMMARY") or None,
@@ -83,10 +83,10 @@ def _commit(path: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 and not dirty.stdout.strip() else None
 
 
-def _install(kit: str, where: Path) -> Path:
+def _install(kit: str, where: Path, extras: str) -> Path:
     """Install `kit` into the venv `where` unless that venv already holds exactly this kit; return its CLI."""
     local = Path(kit).expanduser()
-    requirement = str(local.resolve()) if local.exists() else kit
+    requirement = f"{local.resolve()}{extras}" if local.exists() else kit
     # A path is only as fixed as its commit: a dirty or non-git checkout is installed afresh every time.
     commit = _commit(local) if local.exists() else ""
     stamp = f"{requirement}@{commit}"
@@ -97,7 +97,11 @@ def _install(kit: str, where: Path) -> Path:
         return cli
     print(f"gate: installing {KIT_NAME} from {requirement} into {where}", flush=True)
     shutil.rmtree(where, ignore_errors=True)
-    venv.create(where, with_pip=True)
+    try:
+        venv.create(where, with_pip=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise GateProblem(f"could not create a venv in {where} ({err}); on Debian or Ubuntu install python3-venv",
+                          EXIT_HARNESS) from None
     done = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", requirement], check=False)
     if done.returncode != 0 or not cli.exists():
         raise GateProblem(f"could not install {KIT_NAME} from {requirement} (pip exit {done.returncode})",
@@ -116,7 +120,8 @@ def _kit_cli(args: argparse.Namespace) -> Path:
     if kit is None:
         raise GateProblem(f"{KIT_NAME} is not on PATH and this script is not inside its checkout: "
                           "pass --kit PATH-OR-REQUIREMENT", EXIT_USAGE)
-    return _install(str(kit), args.venv)
+    # Container workers need the kit's containers extra; a requirement given as --kit must name it itself.
+    return _install(str(kit), args.venv, "[containers]" if args.worker_image else "")
 
 
 def _baseline(args: argparse.Namespace) -> Path | None:
