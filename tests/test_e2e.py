@@ -1,0 +1,157 @@
+"""The live E2E tier: finding sources, NOT-RUN reasons, reading real Snakepit's result lines, and the tier itself.
+
+The live tests (test_real_snakepit_agrees_with_emulator) build Snakepit in a container and run every scenario
+through it; they run where SNAKEPIT_E2E=1 (tox -e e2e) and say NOT-RUN, with the reason, where the machine
+lacks sources, engine or base image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from contract_tests.e2e import image, live, sources, tier
+from contract_tests.e2e.compare import (
+    ABORTED,
+    AGREE,
+    DIVERGE,
+    FAIL,
+    MISSING,
+    NOT_RUN,
+    PASS,
+    Side,
+    compare,
+    snakepit_side,
+)
+from contract_tests.scenarios import load_scenario
+
+
+def _sources_dir(root: Path, version: str = "0.6.0", hex_source: bool = True) -> Path:
+    (root / "snakepit").mkdir(parents=True)
+    (root / "snakepit" / "mix.exs").write_text(f'defmodule X do\n  @version "{version}"\nend\n')
+    (root / "deps" / "jason").mkdir(parents=True)
+    if hex_source:
+        (root / "deps" / "hex").mkdir()
+        (root / "deps" / "hex" / "mix.exs").write_text("")
+    return root
+
+
+def test_sources_found_flat_or_per_version(tmp_path: Path) -> None:
+    """Ensure a directory for one version and a directory of versions are both accepted."""
+    flat = _sources_dir(tmp_path / "flat")
+    assert sources.locate("0.6.0", flat, env={}, cache_root=tmp_path / "none").root == flat
+    nested = _sources_dir(tmp_path / "many" / "0.13.0", "0.13.0")
+    found = sources.locate("0.13.0", None, env={sources.SOURCES_ENV: str(tmp_path / "many")},
+                           cache_root=tmp_path / "none")
+    assert (found.root, found.found_via, found.dependencies()) == (nested, sources.SOURCES_ENV, ["jason"])
+
+
+def test_sources_given_first_then_env_then_cache(tmp_path: Path) -> None:
+    """Ensure --snakepit-sources beats the environment variable, which beats the cache path."""
+    cache = _sources_dir(tmp_path / "cache" / "0.6.0")
+    env_dir = _sources_dir(tmp_path / "env")
+    assert sources.locate("0.6.0", None, env={}, cache_root=tmp_path / "cache").root == cache
+    assert sources.locate("0.6.0", None, env={sources.SOURCES_ENV: str(env_dir)},
+                          cache_root=tmp_path / "cache").root == env_dir
+
+
+@pytest.mark.parametrize(("version", "hex_source", "why"), [
+    ("0.13.0", True, "version 0.13.0, not 0.6.0"),
+    ("0.6.0", False, "no deps/hex"),
+])
+def test_unusable_sources_say_why(tmp_path: Path, version: str, hex_source: bool, why: str) -> None:
+    """Ensure wrong-version or incomplete sources are refused with the reason, not half-built."""
+    given = _sources_dir(tmp_path / "src", version, hex_source)
+    with pytest.raises(sources.SourcesMissing, match=why):
+        sources.locate("0.6.0", given, env={}, cache_root=tmp_path / "none")
+
+
+def test_no_sources_no_hex_is_not_run_with_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ensure the tier without sources or Hex reports NOT-RUN, the places it looked, and no scenario verdicts."""
+    monkeypatch.setattr(sources, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.delenv(sources.SOURCES_ENV, raising=False)
+    monkeypatch.delenv(image.HEX_ENV, raising=False)
+    result = tier.run_tier("0.6.0")
+    assert (result.status, result.comparisons) == (NOT_RUN, [])
+    assert "no Snakepit 0.6.0 sources" in result.reason and "Hex is not enabled" in result.reason
+    out = io.StringIO()
+    tier.summary(result, out)
+    assert out.getvalue().startswith("e2e: Snakepit 0.6.0, worker reference: NOT-RUN: no Snakepit 0.6.0 sources")
+    assert "agree" not in out.getvalue()
+
+
+def test_no_engine_is_not_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ensure an unreachable engine is a NOT-RUN reason naming where it was looked for."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
+    with pytest.raises(image.NotAvailable, match="no container engine answers"):
+        image.engine()
+
+
+def test_result_lines_are_read_among_other_output() -> None:
+    """Ensure only prefixed lines count: Snakepit and its workers print to the same stdout."""
+    log = ('noise {"event": "run_end"}\nSNAKEPIT-E2E {"event": "run_start"}\nTERMINATE: x\n'
+           'SNAKEPIT-E2E {"event": "run_end"}\n')
+    assert [e["event"] for e in live.parse_events(log)] == ["run_start", "run_end"]
+
+
+def _events(name: str, status: str | None, *steps: dict[str, object]) -> list[dict[str, object]]:
+    events: list[dict[str, object]] = [{"event": "scenario_start", "scenario": name}]
+    events += [{"event": "step", "scenario": name, **s} for s in steps]
+    if status:
+        events.append({"event": "scenario_end", "scenario": name, "status": status, "reason": "set-up step 1 failed"})
+    return events
+
+
+def test_clause_outcomes_from_snakepit_lines() -> None:
+    """Ensure a failed tagged step fails its clause, an abort or a missing end leaves no clause passing."""
+    scenario = load_scenario("session/get-extends-ttl")  # SESSION-002 and SESSION-005
+    failed = {"index": 6, "op": "sweep", "clause": "SESSION-005", "passed": False, "expected": "expired = 1",
+              "actual": "expired = 0"}
+    side = snakepit_side(scenario, _events(scenario["name"], "completed", failed))
+    assert side.clauses == {"SESSION-002": PASS, "SESSION-005": FAIL}
+    assert side.trace == ["step 6 sweep [SESSION-005]: expected expired = 1; actual expired = 0"]
+    assert set(snakepit_side(scenario, _events(scenario["name"], "aborted")).clauses.values()) == {ABORTED}
+    assert set(snakepit_side(scenario, _events(scenario["name"], None)).clauses.values()) == {MISSING}
+
+
+def test_comparison_agrees_only_on_identical_outcomes() -> None:
+    """Ensure agreement means the same verdict for every clause, so a divergence cannot hide."""
+    scenario = load_scenario("session/quota")
+    same = compare(scenario, Side({"SESSION-007": PASS}), lambda: Side({"SESSION-007": PASS}))
+    other = compare(scenario, Side({"SESSION-007": FAIL}, ["snakepit trace"]), lambda: Side({"SESSION-007": PASS}))
+    assert (same.status, other.status) == (AGREE, DIVERGE)
+    assert other.as_json()["snakepit"]["trace"] == ["snakepit trace"]
+
+
+def test_worker_without_contract_tools_leaves_those_scenarios_not_run() -> None:
+    """Ensure Snakepit's own bridge is not judged on scenarios that need the kit's contract tools."""
+    chosen, skipped = tier._selection("0.6.0", live.snakepit_bridge())
+    assert chosen and skipped
+    assert all(not load_scenario(n).get("requires_tools") for n in chosen)
+    assert all(c.status == NOT_RUN and "contract tools" in c.reason for c in skipped)
+
+
+REPORT_DIR = Path(os.environ.get("SNAKEPIT_E2E_REPORT_DIR", "conformance-report/e2e"))
+
+
+@pytest.mark.parametrize("worker", sorted(live.WORKERS))
+@pytest.mark.parametrize("version", sources.VERSIONS)
+def test_real_snakepit_agrees_with_emulator(version: str, worker: str, request: pytest.FixtureRequest) -> None:
+    """Ensure every scenario gives real Snakepit and the emulator the same clause outcomes."""
+    if os.environ.get("SNAKEPIT_E2E") != "1":
+        pytest.skip("NOT-RUN: the live e2e tier runs under SNAKEPIT_E2E=1 (tox -e e2e)")
+    result = tier.run_tier(version, worker)
+    out = io.StringIO()
+    tier.summary(result, out)
+    tier.write_json(result, REPORT_DIR)
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line("\n" + out.getvalue())
+    if result.status == NOT_RUN:
+        pytest.skip(f"NOT-RUN: {result.reason}")
+    assert result.status == tier.RAN, out.getvalue()
+    assert result.comparisons, "no scenario ran"
+    assert not [c.scenario for c in result.comparisons if c.status == DIVERGE], out.getvalue()
