@@ -25,6 +25,7 @@ import pytest
 from contract_tests import clauses
 from contract_tests.bench import command as bench_command
 from contract_tests.clause import REGISTRY, TESTS, Clause, Level
+from contract_tests.e2e import command as e2e_command
 from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
 from contract_tests.report.extras import ReportExtras, ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="Where the five report files go (default: ./conformance-report)")
     run.add_argument("--list", action="store_true", help="Dry run: list the clauses this run would judge")
     run.add_argument("pytest_args", nargs="*", help="Extra pytest arguments, after --")
+    e2e_command.add_arguments(run)
     listing = sub.add_parser("list", help="List the clauses without starting a worker")
     listing.add_argument("--profile", default="all", help="Only clauses of this profile (default: all)")
     explain = sub.add_parser("explain", help="Print a clause's requirement, its checks and how to reproduce it")
@@ -145,6 +147,8 @@ def _pytest_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.e2e:
+        return e2e_command.run(args, out)
     _profiles(args.profile)
     _check_globs(args, load_clauses())
     try:

@@ -8,6 +8,7 @@ lacks sources, engine or base image.
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -155,3 +156,18 @@ def test_real_snakepit_agrees_with_emulator(version: str, worker: str, request: 
     assert result.status == tier.RAN, out.getvalue()
     assert result.comparisons, "no scenario ran"
     assert not [c.scenario for c in result.comparisons if c.status == DIVERGE], out.getvalue()
+
+
+def test_cli_e2e_not_run_is_exit_2_with_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ensure `run --e2e` without sources says NOT-RUN, writes the report and exits 2, never 0."""
+    from contract_tests.cli import main
+
+    monkeypatch.setattr(sources, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.delenv(sources.SOURCES_ENV, raising=False)
+    monkeypatch.delenv(image.HEX_ENV, raising=False)
+    out = io.StringIO()
+    assert main(["run", "--e2e", "--snakepit-version", "0.13.0", "--report-dir", str(tmp_path)], out) == 2
+    assert "NOT-RUN: no Snakepit 0.13.0 sources" in out.getvalue()
+    report = json.loads((tmp_path / "e2e-0.13.0-reference.json").read_text())
+    assert (report["status"], report["scenarios"]) == ("NOT-RUN", [])
+    assert main(["run", "--e2e", "--snakepit-sources", str(tmp_path / "absent")], out) == 3
