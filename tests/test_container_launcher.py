@@ -1,7 +1,8 @@
 """Self-tests of the containers tier (contract_tests/container.py): specs, owners, and real containers.
 
-The tests marked `engine` start real containers of the reference worker image on the engine at DOCKER_HOST;
-they SKIP, saying why, when no engine answers or the image is not built (the `containers` tox env has both).
+The tests using the `image` fixture start real containers of the reference worker image on the engine at
+DOCKER_HOST; they SKIP, saying why, when no engine answers or the image is not built, and FAIL instead when
+SNAKEPIT_CONTRACT_REQUIRE_ENGINE=1 (the `containers` tox env, which provides both).
 """
 
 from __future__ import annotations
@@ -100,10 +101,12 @@ def test_no_engine_is_exit_3_naming_docker_host(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    """The reference worker image on a reachable engine, or SKIP saying which is missing."""
+    """The reference worker image on a reachable engine, or SKIP (FAIL where one is required) saying what is missing."""
     try:
         container.check_image(IMAGE)
     except container.ContainerEngineError as err:
+        if os.environ.get("SNAKEPIT_CONTRACT_REQUIRE_ENGINE") == "1":
+            pytest.fail(f"no engine or no image: {err}")
         pytest.skip(f"no engine or no image: {err}")
     return IMAGE
 

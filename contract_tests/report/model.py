@@ -180,7 +180,7 @@ class Group(NamedTuple):
 class WorkerInfo:
     """The worker under test: how it was reached, and what it says it implements."""
 
-    kind: str  # "command" (launched by the suite) or "address" (attached)
+    kind: str  # "command" or "image" (launched by the suite), or "address" (attached)
     target: str
     tools: tuple[str, ...] | None = None
     tools_note: str = ""
