@@ -6,6 +6,8 @@ build   (re)build the base and project images on the running engine
 status  the engine, its owner, the images and the caches
 down    remove the project's labelled containers; stop the daemon only if the bootstrap started it
         (--wipe also deletes its state directory: images, layers, logs)
+        `up --session FILE` ... `down --session FILE` pairs a teardown with the up that started the daemon
+        (the containers tox env does this), so a daemon a developer started earlier survives
 run     up, run COMMAND with DOCKER_HOST set, then tear down whatever this invocation started
 
 Exit status: 0 done (or COMMAND's status), 1 error, 2 NOT-RUN (no Docker engine can run on this machine),
@@ -24,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -32,6 +35,7 @@ from ci.apt_sources import NoMirror, debian_mirror, machine_sources
 from ci.daemon import EngineDir, EngineUnavailable
 
 NOT_RUN = 2
+SESSION_STARTED = "started\n"
 
 
 def say(message: str) -> None:
@@ -154,6 +158,13 @@ def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _session_started(session: Path) -> bool:
+    try:
+        return session.read_text(encoding="utf-8") == SESSION_STARTED
+    except FileNotFoundError:
+        return False
+
+
 def _image_size(name: str, engine: EngineDir) -> str:
     probe = subprocess.run(
         ["docker", "image", "inspect", "--format", "{{.Size}}", name],
@@ -180,10 +191,13 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="install, start or adopt the engine, build the images")
     up.add_argument("--no-images", action="store_true", help="only the engine")
+    up.add_argument("--session", type=Path, metavar="FILE", help="record there whether this call started the daemon")
     commands.add_parser("build", help="(re)build the images on the running engine")
     commands.add_parser("status", help="engine, owner, images, caches")
     down = commands.add_parser("down", help="remove labelled containers, stop the daemon if the bootstrap started it")
     down.add_argument("--wipe", action="store_true", help="also delete the engine's state directory")
+    down.add_argument("--session", type=Path, metavar="FILE",
+                      help="tear down only if `up --session FILE` started the daemon (then delete FILE)")
     runner = commands.add_parser("run", help="up, run COMMAND with DOCKER_HOST set, tear down what this started")
     runner.add_argument("--keep", action="store_true", help="leave a daemon this invocation started running")
     runner.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND")
@@ -197,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             ensure_packages()
-            ensure_engine(engine)
+            started = ensure_engine(engine)
+            if args.session is not None:
+                args.session.write_text(SESSION_STARTED if started else "adopted\n", encoding="utf-8")
             if not args.no_images:
                 build_images(engine)
             print(f"DOCKER_HOST={engine.docker_host}")
@@ -208,7 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "status":
             status(engine)
         elif args.command == "down":
-            teardown(engine, wipe=args.wipe)
+            if args.session is None or _session_started(args.session):
+                teardown(engine, wipe=args.wipe)
+            else:
+                say(f"down: left the engine alone ({args.session} records no daemon started by that session)")
+            if args.session is not None:
+                args.session.unlink(missing_ok=True)
         else:
             command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not command:

@@ -353,3 +353,19 @@ def test_usage_errors_exit_3_like_the_kits_cli(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as usage:
         engine.main(argv)
     assert usage.value.code == 3
+
+
+@pytest.mark.parametrize("record", [None, "adopted\n"])
+def test_down_with_a_session_that_started_nothing_touches_nothing(
+    record: str | None, tmp_path: Path, fake_bin: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _script(fake_bin / "docker", f"#!/bin/sh\necho called >> {tmp_path}/docker-calls\n")
+    monkeypatch.setenv(daemon.STATE_DIR_ENV, str(tmp_path / "state"))
+    session = tmp_path / "session"
+    if record is not None:
+        session.write_text(record, encoding="utf-8")
+    assert engine.main(["down", "--session", str(session), "--wipe"]) == 0
+    assert "left the engine alone" in capsys.readouterr().err
+    assert not (tmp_path / "docker-calls").exists()
+    assert not session.exists()
