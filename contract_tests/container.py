@@ -36,10 +36,11 @@ import docker
 import docker.errors
 from testcontainers.core.container import DockerContainer
 
-from contract_tests.errors import WorkerStartError
+from contract_tests.errors import HarnessError, WorkerStartError
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
 
 RUN_LABEL = "snakepit-contract.run"
+RUN_LABEL_ENV = "SNAKEPIT_CONTRACT_CONTAINER_RUN"  # set by the run's first process, inherited by its xdist workers
 OWNER_LABEL = "snakepit-contract.owner"
 ENGINE_HELP = ("set DOCKER_HOST to a running engine's socket; from a checkout, `python -m ci.engine up` starts one "
                "and prints it, and `python -m ci.engine build` builds the images (docs/containers.md)")
@@ -52,9 +53,15 @@ class ContainerEngineError(Exception):
     """No engine, or no such image: the run cannot judge a worker image."""
 
 
+def claim_run_label() -> None:
+    """Make this process's run tag the run's label: called by the xdist controller (or the only process) before
+    its workers start, so a run started from inside another run does not share, and remove, that run's containers."""
+    os.environ[RUN_LABEL_ENV] = RUN_TAG
+
+
 def run_label() -> str:
-    """Shared by every xdist worker of one run (xdist's run id), so the whole run's containers can be found."""
-    return os.environ.get("PYTEST_XDIST_TESTRUNUID") or RUN_TAG
+    """Shared by every xdist worker of one run, so the whole run's containers can be found."""
+    return os.environ.get(RUN_LABEL_ENV) or RUN_TAG
 
 
 def _boot_id() -> str:
@@ -182,6 +189,8 @@ class ContainerProcess:
         self.args = [image, *argv]
         self.returncode: int | None = None
         self._exited = threading.Event()
+        self._removing = False
+        self._vanished = False  # removed by someone else while it ran: its "exit" says nothing about the worker
         # The engine's own default (60 s) would cut the log and wait streams of a quiet worker.
         self._container = DockerContainer(
             image, docker_client_kw={"timeout": None}, env=env,
@@ -238,17 +247,31 @@ class ContainerProcess:
     def _wait(self, wrapped: Any) -> None:
         try:
             self.returncode = int(wrapped.wait()["StatusCode"])
+            self._vanished = not self._removing and self._gone(wrapped)
         except (docker.errors.DockerException, ConnectionError):
             self.returncode = _SIGNAL_EXIT_BASE + signal.SIGKILL  # removed by force: it was killed
+            self._vanished = not self._removing
         finally:
             self._exited.set()
+
+    @staticmethod
+    def _gone(wrapped: Any) -> bool:
+        try:
+            wrapped.reload()
+        except docker.errors.NotFound:
+            return True
+        return bool(wrapped.status == "removing")
 
     def poll(self) -> int | None:
         return self.returncode if self._exited.is_set() else None
 
     def wait(self, timeout: float | None = None) -> int:
+        """The exit code; HarnessError if the container was removed under the suite (an exit the worker never made)."""
         if not self._exited.wait(timeout):
             raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        if self._vanished:
+            raise HarnessError(f"container {self.id} was removed by another process while its worker ran "
+                               "(another run's cleanup?); its end says nothing about the worker")
         assert self.returncode is not None
         return self.returncode
 
@@ -264,6 +287,7 @@ class ContainerProcess:
 
     def remove(self) -> None:
         """Force-remove the container (its processes die with it) and close the engine client."""
+        self._removing = True
         with contextlib.suppress(docker.errors.DockerException, ConnectionError):
             self._container.stop(force=True)
 

@@ -64,6 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.stash[SETTINGS].worker_image:
         from contract_tests import container
 
+        if not hasattr(config, "workerinput"):  # the xdist controller, or the only process
+            container.claim_run_label()
         container.sweep_orphans()  # containers a crashed earlier run left behind
     config.pluginmanager.register(verdicts, "snakepit-contract-verdicts")
 

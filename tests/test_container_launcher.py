@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contract_tests import cli
+from contract_tests.errors import HarnessError
 from contract_tests.host import HostEmulator
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV, WorkerProcess, WorkerSpec
 from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13
@@ -29,6 +32,7 @@ container = pytest.importorskip("contract_tests.container", reason="the containe
 
 IMAGE = os.environ.get("SNAKEPIT_CONTRACT_TEST_IMAGE", "snakepit-contract/reference-worker:latest")
 REPO = Path(__file__).resolve().parent.parent
+MUTANT_DIR = REPO / "fixtures" / "mutants"
 
 
 def _boot_id() -> str:
@@ -59,11 +63,13 @@ def test_image_spec_env_is_snakepits_not_this_machines(monkeypatch: pytest.Monke
                                                    elixir_address="127.0.0.1:1").build_env(None)
 
 
-def test_run_label_is_shared_by_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ensure every xdist worker of one run labels its containers alike, and a lone process uses its tag."""
-    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "run-1")
-    assert container.run_label() == "run-1"
-    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID")
+def test_run_label_is_the_first_process_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ensure xdist workers inherit the controller's label, and a run started inside another claims its own."""
+    monkeypatch.setenv(container.RUN_LABEL_ENV, "outer-run")  # inherited from the process that started this one
+    assert container.run_label() == "outer-run"
+    container.claim_run_label()
+    assert container.run_label() == RUN_TAG and os.environ[container.RUN_LABEL_ENV] == RUN_TAG
+    monkeypatch.delenv(container.RUN_LABEL_ENV)
     assert container.run_label() == RUN_TAG
 
 
@@ -175,6 +181,19 @@ def test_container_killed_when_sigterm_is_ignored(image: str, host: HostEmulator
     assert result.killed and result.exit_status == 128 + signal.SIGKILL
 
 
+def test_container_removed_by_someone_else_is_no_exit(image: str, host: HostEmulator) -> None:
+    """Ensure a container removed under the suite (another run's cleanup) is a harness error, never a worker's exit
+    that a clause such as PROC-014 would take for the expected one."""
+    spec = dataclasses.replace(_container_spec(), elixir_address=host.elixir_address_for_worker)
+    with WorkerProcess(spec) as worker:
+        assert worker.container is not None
+        engine = container.client()
+        engine.api.remove_container(worker.container.id, force=True)
+        engine.close()
+        with pytest.raises(HarnessError, match="removed by another process"):
+            worker.wait_exit(10)
+
+
 def test_sweep_removes_only_containers_of_dead_owners(image: str) -> None:
     """Ensure the start-of-run sweep removes a crashed run's containers and keeps a live owner's."""
     engine = container.client()
@@ -240,3 +259,51 @@ def test_crashed_run_is_swept_by_the_next(image: str, tmp_path: Path) -> None:
     finally:
         run.kill()
         run.wait()
+
+
+@pytest.fixture(scope="module")
+def mutant_image(image: str) -> Iterator[Callable[[str], str]]:
+    """Images of fixtures/mutants/<name>.py: the reference image with the mutants copied in and that mutant as
+    its ENTRYPOINT (committed from a container, no build, no network); removed afterwards."""
+    engine = container.client()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(MUTANT_DIR, arcname="mutants", filter=lambda info: None if "__pycache__" in info.name else info)
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        repository, tag = "snakepit-contract-test/mutant", f"{name.replace('_', '-')}-{RUN_TAG[:8]}"
+        box = engine.containers.create(image, labels={container.RUN_LABEL: container.run_label(),
+                                                      container.OWNER_LABEL: container.owner_identity()})
+        try:
+            box.put_archive("/", archive.getvalue())
+            box.commit(repository=repository, tag=tag,
+                       changes=[f'ENTRYPOINT ["python3", "/mutants/{name}.py"]', "LABEL snakepit-contract.run="])
+        finally:
+            box.remove(force=True)
+        made.append(f"{repository}:{tag}")
+        return made[-1]
+
+    yield make
+    for tag in made:
+        engine.images.remove(tag, force=True)
+    engine.close()
+
+
+@pytest.mark.parametrize(("mutant", "clause_id", "profile", "outcome"), [
+    ("ignores_sigterm", "PROC-010", "snakepit-0.6", "FAIL"),  # PID 1 never leaves on SIGTERM
+    ("ignores_stdin_eof", "PROC-014", "snakepit-0.13", "FAIL"),  # the closed attach stream is not noticed
+    ("wrapper_not_exec", "PROC-008", "snakepit-0.13", "FAIL"),  # PID 1 is a wrapper, not the listener
+    ("execs_without_run_id", "PROC-016", "snakepit-0.13", "FAIL"),  # PID 1's command line loses the flags
+    ("leaks_children", "CLEANUP-002", "snakepit-0.6", "NOT-RUN"),  # cannot be judged in a container: never PASS
+])
+def test_container_clauses_can_fail(mutant_image: Callable[[str], str], tmp_path: Path, mutant: str, clause_id: str,
+                                    profile: str, outcome: str) -> None:
+    """Ensure the adapted process clauses FAIL a mutant image, and a clause a container cannot judge is NOT-RUN."""
+    run = subprocess.run(
+        [sys.executable, "-m", "contract_tests.cli", "run", "--worker-image", mutant_image(mutant), "--only", clause_id,
+         "--profile", profile, "--level", "all", "-n", "0", "--timeout-scale", "0.5", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    report = json.loads((tmp_path / "conformance.json").read_text())
+    assert [c["outcome"] for c in report["clauses"]] == [outcome], run.stdout[-3000:]
+    assert run.returncode == (cli.EXIT_NOT_CONFORMANT if outcome == "FAIL" else cli.EXIT_HARNESS), run.stdout[-3000:]
