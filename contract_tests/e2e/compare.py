@@ -61,7 +61,8 @@ def _step_line(event: Mapping[str, Any]) -> str:
     where = f"step {event.get('index')} {event.get('op')}" + (f" [{event['clause']}]" if event.get("clause") else "")
     if "error" in event:
         return f"{where}: raised {str(event['error'])[:1500]}"
-    return f"{where}: expected {event.get('expected')}; actual {event.get('actual')}"
+    seen = f" (observed: {event['observed']})" if event.get("observed") else ""
+    return f"{where}: expected {event.get('expected')}; actual {event.get('actual')}{seen}"
 
 
 def emulator_side(scenario: Mapping[str, Any], profile: Profile, timeout_scale: float = 1.0) -> Side:

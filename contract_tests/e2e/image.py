@@ -107,6 +107,19 @@ def worker_wheels() -> Path:
     return wheelhouse(f"worker-cp{IMAGE_PYTHON.replace('.', '')}", pins)
 
 
+# What Snakepit's own Python bridge imports at each version (its priv/python/requirements.txt, at the versions its
+# committed stubs were generated with; the test-only and optional entries left out).
+BRIDGE_REQUIREMENTS = {
+    "0.6.0": ["grpcio==1.76.0", "protobuf==6.31.1", "numpy", "psutil"],
+    "0.13.0": ["grpcio==1.76.0", "protobuf==6.31.1", "numpy", "psutil", "orjson", "opentelemetry-api",
+               "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"],
+}
+
+
+def bridge_wheels(version: str) -> Path:
+    return wheelhouse(f"bridge-{version}-cp{IMAGE_PYTHON.replace('.', '')}", BRIDGE_REQUIREMENTS[version])
+
+
 def _files(root: Path, skip: frozenset[str] = frozenset({"_build", ".git"})) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
         if path.is_file() and not skip.intersection(path.relative_to(root).parts):

@@ -83,7 +83,8 @@ def run_tier(version: str, worker_name: str = "reference", sources_dir: Path | N
         sources = _sources(version, sources_dir)
         result.origin = f"sources {sources.root} (via {sources.found_via})" if sources else "Hex"
         client = image.engine()
-        tag = image.build(client, version, sources)
+        tag = image.build(client, version, sources, image.bridge_wheels(version) if worker.name == "snakepit-bridge"
+                          else None)
     except image.NotAvailable as why:
         result.reason = str(why)
         return result

@@ -35,16 +35,16 @@ defmodule SnakepitContractE2E.MixProject do
     if dir && File.exists?(Path.join([dir, "snakepit", "mix.exs"])), do: dir
   end
 
-  # Every directory under deps/ overrides whatever Snakepit's tree asks for; erlang.mk and rebar
-  # packages build with rebar3 (Debian's), the others with Mix. hex/ is Hex's own source, not a dep.
+  # Every directory under deps/ overrides whatever Snakepit's tree asks for; a package with a mix.exs
+  # builds with Mix, erlang.mk and rebar packages with rebar3 (Debian's). hex/ is Hex's source, not a dep.
   defp deps_from_sources(dir) do
     deps_dir = Path.join(dir, "deps")
 
     from_deps =
       for name <- File.ls!(deps_dir) |> Enum.sort(), name != "hex", File.dir?(Path.join(deps_dir, name)) do
         path = Path.join(deps_dir, name)
-        rebar? = File.exists?(Path.join(path, "rebar.config")) or not File.exists?(Path.join(path, "mix.exs"))
-        opts = [path: path, override: true] ++ if(rebar?, do: [manager: :rebar3], else: [])
+        mix? = File.exists?(Path.join(path, "mix.exs"))
+        opts = [path: path, override: true] ++ if(mix?, do: [], else: [manager: :rebar3])
         {String.to_atom(name), opts}
       end
 

@@ -18,9 +18,8 @@ defmodule SnakepitContractE2E.Pool do
     Application.put_env(:snakepit, :pooling_enabled, true)
     Application.put_env(:snakepit, :pool_config, pool_config(pool))
 
-    if max = pool["max_sessions"] do
-      Application.put_env(:snakepit, :session_store, %{max_sessions: max})
-    end
+    # Each scenario starts from Snakepit's defaults: a quota set by an earlier one must not linger.
+    Application.put_env(:snakepit, :session_store, if(max = pool["max_sessions"], do: %{max_sessions: max}, else: %{}))
 
     with {:ok, _} <- Application.ensure_all_started(:snakepit),
          :ok <- await_ready(size) do
@@ -128,7 +127,7 @@ defmodule SnakepitContractE2E.Pool do
 
   @doc "Address of Snakepit's own gRPC server (BridgeServer), as the workers are told."
   def elixir_address do
-    if function_exported?(Snakepit.GRPC.Listener, :address, 0) do
+    if Code.ensure_loaded?(Snakepit.GRPC.Listener) and function_exported?(Snakepit.GRPC.Listener, :address, 0) do
       Snakepit.GRPC.Listener.address()
     else
       "localhost:#{Application.get_env(:snakepit, :grpc_port, 50051)}"

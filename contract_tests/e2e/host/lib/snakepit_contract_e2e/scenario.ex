@@ -10,7 +10,7 @@ defmodule SnakepitContractE2E.Scenario do
 
   alias SnakepitContractE2E.{Calls, Output, Pool, Store}
 
-  defstruct [:name, :pool, calls: %{}, pending: %{}, stopped: [], spawned: [], running: false]
+  defstruct [:name, :pool, :observed, calls: %{}, pending: %{}, stopped: [], spawned: [], running: false]
 
   @call_timeout_ms 30_000
 
@@ -44,7 +44,9 @@ defmodule SnakepitContractE2E.Scenario do
         kind, reason -> {state, {:error, Exception.format(kind, reason, __STACKTRACE__)}}
       end
 
-    base = %{scenario: state.name, index: index, op: step["op"], id: step["id"], clause: step["clause"]}
+    base = %{scenario: state.name, index: index, op: step["op"], id: step["id"], clause: step["clause"],
+             observed: state.observed}
+    state = %{state | observed: nil}
 
     case failure do
       nil ->
@@ -157,7 +159,7 @@ defmodule SnakepitContractE2E.Scenario do
   # -- calls through the pool ------------------------------------------------------------------
   defp apply_op("execute", step, state) do
     outcome = call(step)
-    state = remember(state, step, outcome)
+    state = remember(%{state | observed: describe(outcome)}, step, outcome)
     {state, judge(step, outcome, state)}
   end
 
@@ -178,7 +180,7 @@ defmodule SnakepitContractE2E.Scenario do
   defp apply_op("await", step, state) do
     {task, pending} = Map.pop!(state.pending, step["of"])
     outcome = Task.await(task, 60_000)
-    state = %{state | pending: pending, calls: Map.put(state.calls, step["of"], outcome)}
+    state = %{state | pending: pending, calls: Map.put(state.calls, step["of"], outcome), observed: describe(outcome)}
     {state, judge(step, outcome, state)}
   end
 
@@ -289,34 +291,21 @@ defmodule SnakepitContractE2E.Scenario do
     end
   end
 
-  @doc "What a call produced, in the runners' shared vocabulary: ok, an application error, or a pool error."
+  @doc """
+  What a call produced, in the runners' shared vocabulary: ok, an application error, or a pool error.
+  0.6.0 returns bare reasons; 0.13.0 wraps every reason in `%Snakepit.Error{details: %{reason: ...}}`.
+  """
   def classify({:ok, value}), do: {:ok, value}
-  def classify({:error, text}) when is_binary(text), do: {:app_error, nil, text}
-  def classify({:error, {:worker_exit, _}}), do: {:pool_error, "worker_crashed"}
-  def classify({:error, reason}) when is_atom(reason), do: {:pool_error, Atom.to_string(reason)}
-
-  def classify({:error, %{__struct__: _} = error}) do
-    cond do
-      Map.has_key?(error, :python_type) ->
-        {:app_error, error.python_type, Map.get(error, :message, show(error))}
-
-      Map.get(error, :category) == :pool ->
-        {:pool_error, pool_reason(error)}
-
-      true ->
-        {:pool_error, "unclassified: " <> show(error)}
-    end
-  end
-
+  def classify({:error, %{__struct__: Snakepit.Error} = error}), do: reason(Map.get(error.details, :reason), error)
+  def classify({:error, why}), do: reason(why, why)
   def classify(other), do: {:pool_error, "unclassified: " <> show(other)}
 
-  defp pool_reason(error) do
-    case Map.get(error, :details, %{}) do
-      %{reason: reason} when is_atom(reason) -> Atom.to_string(reason)
-      %{reason: {:worker_exit, _}} -> "worker_crashed"
-      details -> "unclassified: " <> show(details)
-    end
-  end
+  defp reason(text, _) when is_binary(text), do: {:app_error, nil, text}
+  defp reason(%{python_type: type} = exception, _), do: {:app_error, type, Map.get(exception, :message, show(exception))}
+  defp reason(:worker_exit, _), do: {:pool_error, "worker_crashed"}
+  defp reason({:worker_exit, _}, _), do: {:pool_error, "worker_crashed"}
+  defp reason(atom, _) when is_atom(atom) and not is_nil(atom), do: {:pool_error, Atom.to_string(atom)}
+  defp reason(_, whole), do: {:pool_error, "unclassified: " <> show(whole)}
 
   defp describe(%{outcome: {:ok, value}, os_pid: pid}), do: "ok from pid #{pid}: #{show(value)}"
   defp describe(%{outcome: {:app_error, _, raw}, os_pid: pid}), do: "error from pid #{pid}: #{show(raw)}"
