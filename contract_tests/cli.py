@@ -35,8 +35,6 @@ from contract_tests.verdicts import REPORT
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_HARNESS, EXIT_USAGE = 0, 1, 2, 3
 SUITE_INI = Path(__file__).with_name("suite.ini")
-IMAGE_NOT_YET = ("--worker-image is not available yet: container workers arrive with the containers issue. "
-                 "Run the worker's command with --worker-cmd, or start it and attach with --worker-address HOST:PORT.")
 
 
 class UsageProblem(Exception):

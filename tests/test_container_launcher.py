@@ -261,6 +261,18 @@ def test_crashed_run_is_swept_by_the_next(image: str, tmp_path: Path) -> None:
         run.wait()
 
 
+def test_bench_measures_an_image(image: str, tmp_path: Path) -> None:
+    """Ensure `bench --worker-image` measures containers of the image next to the local baselines, and says so."""
+    done = subprocess.run(
+        [sys.executable, "-m", "contract_tests.cli", "bench", "--worker-image", image, "--calls", "20", "--warmup", "0",
+         "--repeat", "1", "--launches", "1", "--stream-chunks", "50", "--stream-runs", "1", "--payload-calls", "1",
+         "--payload-50mib-calls", "0", "--pool-calls", "0", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == cli.EXIT_CONFORMANT, done.stdout + done.stderr
+    worker = json.loads((tmp_path / "bench.json").read_text())["targets"]["worker"]
+    assert worker["image"] == image and worker["command"] == [] and worker["summary"]["calls_per_s"]
+
+
 @pytest.fixture(scope="module")
 def mutant_image(image: str) -> Iterator[Callable[[str], str]]:
     """Images of fixtures/mutants/<name>.py: the reference image with the mutants copied in and that mutant as

@@ -42,7 +42,8 @@ def add_parser(sub: Any) -> None:
     bench = sub.add_parser("bench", help="Measure a worker's cost next to a bare grpcio server (docs/bench.md)")
     target = bench.add_mutually_exclusive_group()
     target.add_argument("--worker-cmd", help="Worker command, shell-quoted (default: the reference worker)")
-    target.add_argument("--worker-image", help="Worker container image (not available yet)")
+    target.add_argument("--worker-image", help="Worker container image: each worker a container of it "
+                                               "(host network, the engine at DOCKER_HOST; docs/worker-image.md)")
     for name, text in _COUNTS.items():
         default = getattr(_DEFAULTS, name)
         bench.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"{text} (default {default})")
@@ -61,23 +62,39 @@ def _progress(line: str) -> None:
     sys.stderr.flush()
 
 
+def _use_image(image: str, problem: type[Exception]) -> None:
+    """The engine at DOCKER_HOST holds the image; this run's label claimed and dead runs' containers removed."""
+    try:
+        from contract_tests import container
+    except ImportError as err:
+        raise problem(f"--worker-image needs the containers extra (testcontainers): {err}") from None
+    try:
+        container.check_image(image)
+    except container.ContainerEngineError as err:
+        raise problem(str(err)) from None
+    container.claim_run_label()
+    container.sweep_orphans()
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the bench; usage problems raise the CLI's UsageProblem."""
-    from contract_tests.cli import EXIT_CONFORMANT, EXIT_HARNESS, IMAGE_NOT_YET, UsageProblem
+    from contract_tests.cli import EXIT_CONFORMANT, EXIT_HARNESS, UsageProblem
 
-    if args.worker_image is not None:
-        raise UsageProblem(IMAGE_NOT_YET)
     for name in _COUNTS:
         if getattr(args, name) < (0 if name in ("warmup", "pool_calls", "payload_50mib_calls") else 1):
             raise UsageProblem(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")
     if args.timeout_scale <= 0:
         raise UsageProblem(f"--timeout-scale must be positive, not {args.timeout_scale}")
-    try:
-        worker_cmd = shlex.split(args.worker_cmd) if args.worker_cmd else list(DEFAULT_WORKER_CMD)
-    except ValueError as err:
-        raise UsageProblem(f"--worker-cmd cannot be split: {err}") from err
-    if not worker_cmd:
-        raise UsageProblem("--worker-cmd is empty")
+    if args.worker_image is not None:
+        _use_image(args.worker_image, UsageProblem)
+        worker_cmd: list[str] = []  # the image's ENTRYPOINT
+    else:
+        try:
+            worker_cmd = shlex.split(args.worker_cmd) if args.worker_cmd else list(DEFAULT_WORKER_CMD)
+        except ValueError as err:
+            raise UsageProblem(f"--worker-cmd cannot be split: {err}") from err
+        if not worker_cmd:
+            raise UsageProblem("--worker-cmd is empty")
     try:
         call_params = json.loads(args.call_params)
     except ValueError as err:
@@ -88,7 +105,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                              call_tool=args.call_tool, call_params=call_params)
     try:
         bench_run = run_bench(worker_cmd, settings, PROFILES[args.profile],
-                              progress=_progress)
+                              progress=_progress, worker_image=args.worker_image)
     except (WorkerStartError, grpc.RpcError, RuntimeError, OSError) as err:
         sys.stderr.write(f"snakepit-contract bench: harness failure: {err}\n")
         return EXIT_HARNESS

@@ -98,10 +98,12 @@ class BenchSettings:
 
 @dataclass(frozen=True)
 class Target:
-    """Something to measure: a name and the command Snakepit would run (its flags are appended)."""
+    """Something to measure: a name and the command Snakepit would run (its flags are appended), or an image
+    whose ENTRYPOINT is that command, each worker then a container of it (docs/worker-image.md)."""
 
     name: str
     command: Sequence[str]
+    image: str | None = None
 
 
 @dataclass
@@ -316,5 +318,5 @@ def measure(
 def make_spec(target: Target, profile: Profile, elixir_address: str, settings: BenchSettings) -> WorkerSpec:
     """The launcher's spec for a target: Snakepit's flags, environment and deadlines of `profile`."""
     return WorkerSpec(command=list(target.command), profile=profile, elixir_address=elixir_address,
-                      timeout_scale=settings.timeout_scale)
+                      timeout_scale=settings.timeout_scale, image=target.image)
 

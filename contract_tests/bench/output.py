@@ -28,9 +28,9 @@ def _target_doc(run: BenchRun, name: str) -> dict[str, Any]:
     for sample in samples:
         for figure, reason in sample.skipped.items():
             skipped.setdefault(figure, reason)
-    command = next(t.command for t in run.targets if t.name == name)
-    return {"command": list(command), "summary": summary, "skipped": skipped,
-            "samples": [s.figures for s in samples]}
+    target = next(t for t in run.targets if t.name == name)
+    return {"command": list(target.command), **({"image": target.image} if target.image else {}), "summary": summary,
+            "skipped": skipped, "samples": [s.figures for s in samples]}
 
 
 def build(run: BenchRun) -> dict[str, Any]:

@@ -38,10 +38,11 @@ def run_bench(
     profile: Profile,
     progress: Callable[[str], None] = lambda line: None,
     baselines: Sequence[Target] = BASELINES,
+    worker_image: str | None = None,
 ) -> BenchRun:
     """Measure the baselines and the worker `settings.repeat` times, interleaved."""
     # The worker goes first, so a worker that cannot start fails the run before the baselines cost time.
-    targets = [Target(WORKER, tuple(worker_cmd)), *baselines]
+    targets = [Target(WORKER, tuple(worker_cmd), worker_image), *baselines]
     run = BenchRun(profile.name, settings, targets, {t.name: [] for t in targets})
     # The Elixir side the worker dials (heartbeats, callbacks), as in a real pool.
     with HostEmulator(profile) as host:
