@@ -25,6 +25,8 @@ DEFAULT_STATE_DIR = Path("/var/tmp/snakepit-contract-engine")
 STORAGE_DRIVERS = ("overlay2", "vfs")
 # Every container the project starts carries this label key (value: its run id); `down` removes them all.
 RUN_LABEL = "snakepit-contract.run"
+# sun_path in struct sockaddr_un, terminating NUL included; containerd's sockets live under the exec-root.
+UNIX_SOCKET_PATH_MAX = 108
 
 
 class EngineUnavailable(RuntimeError):
@@ -141,6 +143,10 @@ def start(
     engine: EngineDir, drivers: Sequence[str] = STORAGE_DRIVERS, ready_timeout: float = 60.0
 ) -> Ownership:
     """Start dockerd with the first storage driver that works, and record it as ours."""
+    longest = engine.exec_root / "containerd" / "containerd.sock.ttrpc"
+    if len(os.fsencode(longest)) >= UNIX_SOCKET_PATH_MAX:
+        raise ValueError(f"the engine directory {engine.root} is too long: its sockets (e.g. {longest}) exceed "
+                         f"the {UNIX_SOCKET_PATH_MAX - 1}-byte socket path limit; choose a shorter {STATE_DIR_ENV}")
     for path in (engine.root, engine.data_root, engine.exec_root):
         path.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
@@ -160,6 +166,7 @@ def start(
         if process.poll() is None:
             _terminate(process.pid)
             process.wait()
+        unmount_leftovers(engine)
         failures.append(f"{driver}: exit {process.returncode}; log: {_log_tail(engine)}")
     raise EngineUnavailable("dockerd did not start here:\n  " + "\n  ".join(failures))
 
@@ -204,13 +211,17 @@ def wipe(engine: EngineDir) -> None:
     """Remove a stopped engine's state (images, layers, socket, logs), unmounting what the daemon left mounted."""
     if engine_answers(engine, timeout=5.0):
         raise RuntimeError(f"the engine in {engine.root} still answers; stop it first")
-    # A stopped dockerd leaves its network namespace mounted (exec/netns/default); deepest first.
-    for point in sorted(mounts_under(engine.root), key=len, reverse=True):
-        subprocess.run(["umount", point], capture_output=True, check=False)
+    unmount_leftovers(engine)
     mounted = mounts_under(engine.root)
     if mounted:
         raise RuntimeError(f"still mounted under {engine.root}: {', '.join(mounted[:5])}")
     shutil.rmtree(engine.root)
+
+
+def unmount_leftovers(engine: EngineDir) -> None:
+    """Unmount what a dead dockerd left under its state directory (its netns, a private data-root), deepest first."""
+    for point in sorted(mounts_under(engine.root), key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
 
 
 def mounts_under(root: Path, mountinfo: Path = Path("/proc/self/mounts")) -> list[str]:

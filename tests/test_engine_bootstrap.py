@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -127,6 +129,21 @@ def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield directory
 
 
+@pytest.fixture
+def engine_dir() -> Iterator[EngineDir]:
+    """A state directory short enough for containerd's unix sockets (pytest's tmp_path may not be)."""
+    root = Path(tempfile.mkdtemp(prefix="sc-engine-", dir="/tmp"))
+    yield EngineDir(root / "state")
+    shutil.rmtree(root)
+
+
+def test_a_state_directory_too_long_for_unix_sockets_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    deep = EngineDir(tmp_path / ("x" * 80))
+    with pytest.raises(ValueError, match=r"too long.*SNAKEPIT_CONTRACT_ENGINE_DIR"):
+        daemon.start(deep)
+    assert not deep.root.exists()
+
+
 def _script(path: Path, body: str) -> None:
     path.write_text(body, encoding="utf-8")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -146,11 +163,11 @@ FAKE_DOCKER = """#!/bin/bash
 
 
 def test_start_falls_back_to_vfs_records_ownership_and_stop_ends_only_that_daemon(
-    tmp_path: Path, fake_bin: Path
+    tmp_path: Path, fake_bin: Path, engine_dir: EngineDir
 ) -> None:
     _script(fake_bin / "dockerd", FAKE_DOCKERD)
     _script(fake_bin / "docker", FAKE_DOCKER)
-    engine = EngineDir(tmp_path / "state")
+    engine = engine_dir
     owned = daemon.start(engine, ready_timeout=20)
     try:
         assert owned.storage_driver == "vfs"
@@ -168,10 +185,10 @@ def test_start_falls_back_to_vfs_records_ownership_and_stop_ends_only_that_daemo
             os.kill(owned.pid, 9)
 
 
-def test_a_daemon_without_the_record_is_never_stopped(tmp_path: Path, fake_bin: Path) -> None:
+def test_a_daemon_without_the_record_is_never_stopped(fake_bin: Path, engine_dir: EngineDir) -> None:
     _script(fake_bin / "dockerd", FAKE_DOCKERD)
     _script(fake_bin / "docker", FAKE_DOCKER)
-    engine = EngineDir(tmp_path / "state")
+    engine = engine_dir
     owned = daemon.start(engine, ready_timeout=20)
     try:
         engine.ownership.unlink()  # as if started by hand
@@ -187,9 +204,9 @@ def test_a_daemon_without_the_record_is_never_stopped(tmp_path: Path, fake_bin: 
             pass
 
 
-def test_a_dockerd_that_cannot_start_is_reported_with_every_driver_tried(tmp_path: Path, fake_bin: Path) -> None:
+def test_a_dockerd_that_cannot_start_is_reported_with_every_driver_tried(fake_bin: Path, engine_dir: EngineDir) -> None:
     _script(fake_bin / "dockerd", '#!/bin/sh\necho "failed to mount overlay: operation not permitted ($1)"\nexit 1\n')
-    engine = EngineDir(tmp_path / "state")
+    engine = engine_dir
     with pytest.raises(EngineUnavailable) as failure:
         daemon.start(engine, ready_timeout=20)
     message = str(failure.value)
@@ -334,12 +351,12 @@ def test_build_without_an_engine_is_not_run(
 
 
 def test_up_where_dockerd_cannot_start_is_not_run_and_leaves_no_record(
-    tmp_path: Path, fake_bin: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_bin: Path, engine_dir: EngineDir, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for program in ("docker", "mmdebstrap"):
         _script(fake_bin / program, "#!/bin/sh\nexit 1\n")
     _script(fake_bin / "dockerd", "#!/bin/sh\necho 'cannot start: no cgroups'\nexit 1\n")
-    state = tmp_path / "state"
+    state = engine_dir.root
     monkeypatch.setenv(daemon.STATE_DIR_ENV, str(state))
     assert engine.main(["up", "--no-images"]) == engine.NOT_RUN
     err = capsys.readouterr().err
@@ -369,3 +386,23 @@ def test_down_with_a_session_that_started_nothing_touches_nothing(
     assert "left the engine alone" in capsys.readouterr().err
     assert not (tmp_path / "docker-calls").exists()
     assert not session.exists()
+
+
+def test_a_real_dockerd_falls_back_to_vfs_then_stops_and_leaves_nothing(engine_dir: EngineDir) -> None:
+    """The real daemon (root only): an unusable storage driver falls through to the next, as overlay2 would."""
+    problem = "needs root" if os.geteuid() != 0 else "needs dockerd (docker.io)" if not shutil.which("dockerd") else ""
+    if problem and os.environ.get("SNAKEPIT_CONTRACT_REQUIRE_ENGINE") == "1":
+        pytest.fail(f"a real dockerd {problem}")
+    if problem:
+        pytest.skip(f"a real dockerd {problem}")
+    real = engine_dir
+    try:
+        owned = daemon.start(real, drivers=("no-such-driver", "vfs"))
+        assert owned.storage_driver == "vfs"
+        assert daemon.engine_answers(real)
+        assert "no-such-driver" in real.log.read_text(encoding="utf-8")
+    finally:
+        assert daemon.stop(real)
+        daemon.wipe(real)
+    assert not real.root.exists()
+    assert not daemon._alive(owned.pid)
