@@ -89,6 +89,10 @@ class WorkerSpec:
     heartbeat_config: dict[str, object] | None = None
     image: str | None = None  # run as a container of this image: its ENTRYPOINT is the command
 
+    def __post_init__(self) -> None:
+        if self.image is not None and self.command:
+            raise ValueError(f"a worker image's ENTRYPOINT is its command; got the command {list(self.command)} too")
+
     def _script(self) -> str | None:
         """The script argument, when the command has one that exists (`python path/to/worker.py`)."""
         if self.image is None and len(self.command) > 1 and os.path.isfile(self.command[1]):
@@ -436,7 +440,12 @@ class WorkerProcess:
     def evidence(self) -> str:
         """Exit status, events, last output and the client trace, for failure reports."""
         status = self.poll()
-        lines = [f"worker argv: {' '.join(self.argv)}", f"exit status: {'still running' if status is None else status}"]
+        args = " ".join(self.argv)
+        launched = f"worker argv: {args}"
+        if self.spec.image:
+            container = self.container.id if self.container else "not started"
+            launched = f"worker image: {self.spec.image} (container {container}), its ENTRYPOINT + {args}"
+        lines = [launched, f"exit status: {'still running' if status is None else status}"]
         lines += self.events
         if self.client is not None:
             lines += ["--- gRPC trace (last calls) ---", *self.client.trace]

@@ -228,7 +228,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
                                 + ", ".join(f"{name.replace('-', ' ')} ({where})" for name, where in given))
     results = values["contract-json"][0]
     return Settings(
-        worker_cmd=_validate_worker_cmd(*values["worker-cmd"]),
+        # An image's ENTRYPOINT is the worker command: no command of this machine goes into its container.
+        worker_cmd=() if values["worker-image"][0] else _validate_worker_cmd(*values["worker-cmd"]),
         profiles=_validate_profiles(*values["profile"]),
         timeout_scale=_validate_timeout_scale(*values["timeout-scale"]),
         only=_globs(values["only"][0]),

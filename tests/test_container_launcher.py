@@ -52,6 +52,13 @@ def test_image_spec_passes_only_snakepits_flags() -> None:
                     "--snakepit-instance-name", "test_snakepit_contract_nonode@nohost"]
 
 
+def test_image_spec_refuses_a_command_too() -> None:
+    """Ensure a command of this machine never ends up in front of Snakepit's flags inside a container."""
+    with pytest.raises(ValueError, match="ENTRYPOINT is its command"):
+        WorkerSpec(command=("python3", "-m", "reference_worker"), profile=SNAKEPIT_0_13,
+                   elixir_address="127.0.0.1:1", image=IMAGE)
+
+
 def test_image_spec_env_is_snakepits_not_this_machines(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ensure a container keeps its image's environment: only Snakepit's variables and the run tag are added."""
     monkeypatch.setenv("SOME_HOST_ONLY_VARIABLE", "1")
