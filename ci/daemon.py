@@ -139,6 +139,15 @@ def is_dockerd_of(pid: int, engine: EngineDir) -> bool:
     return bool(argv) and Path(os.fsdecode(argv[0])).name == "dockerd" and os.fsencode(engine.docker_host) in argv
 
 
+def running_pid(engine: EngineDir) -> int | None:
+    """The pid of a live dockerd of this engine per its pidfile, answering or not, whoever started it."""
+    try:
+        pid = int(engine.pidfile.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    return pid if is_dockerd_of(pid, engine) and _alive(pid) else None
+
+
 def start(
     engine: EngineDir, drivers: Sequence[str] = STORAGE_DRIVERS, ready_timeout: float = 60.0
 ) -> Ownership:
@@ -156,16 +165,18 @@ def start(
                 dockerd_argv(engine, driver), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the caller's terminal must not reach the daemon directly
             )  # fmt: skip
+        # Recorded at once, so that `down` can stop it even if this start is interrupted.
+        owned = Ownership(process.pid, driver, time.time())
+        write_ownership(engine, owned)
         deadline = time.monotonic() + ready_timeout
         while process.poll() is None and time.monotonic() < deadline:
             if engine_answers(engine, timeout=5.0):
-                owned = Ownership(process.pid, driver, time.time())
-                write_ownership(engine, owned)
                 return owned
             time.sleep(0.2)
         if process.poll() is None:
             _terminate(process.pid)
             process.wait()
+        engine.ownership.unlink(missing_ok=True)
         unmount_leftovers(engine)
         failures.append(f"{driver}: exit {process.returncode}; log: {_log_tail(engine)}")
     raise EngineUnavailable("dockerd did not start here:\n  " + "\n  ".join(failures))
@@ -209,8 +220,8 @@ def _alive(pid: int) -> bool:
 
 def wipe(engine: EngineDir) -> None:
     """Remove a stopped engine's state (images, layers, socket, logs), unmounting what the daemon left mounted."""
-    if engine_answers(engine, timeout=5.0):
-        raise RuntimeError(f"the engine in {engine.root} still answers; stop it first")
+    if engine_answers(engine, timeout=5.0) or running_pid(engine) is not None:
+        raise RuntimeError(f"a dockerd still runs on {engine.root}; stop it first")
     unmount_leftovers(engine)
     mounted = mounts_under(engine.root)
     if mounted:

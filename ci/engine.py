@@ -61,18 +61,28 @@ def ensure_packages() -> None:
         detail.append(f"installed {', '.join(missing)}" if missing else "docker.io and mmdebstrap present")
 
 
-def ensure_engine(engine: EngineDir) -> bool:
-    """Adopt a daemon answering on the engine's socket, or start one; True when this call started it."""
+def ensure_engine(engine: EngineDir, session: Path | None = None) -> bool:
+    """Adopt a daemon answering on the engine's socket, or start one; True when this call started it.
+
+    The session file (if any) says "started" before the daemon is started, so an interrupted start is torn down too.
+    """
     with timed("engine") as detail:
         if daemon.engine_answers(engine):
             owned = daemon.read_ownership(engine)
             mine = f"started by the bootstrap, pid {owned.pid}" if owned else "not started by the bootstrap"
             detail.append(f"already running on {engine.socket}, {mine}; left running")
+            if session is not None:
+                session.write_text("adopted\n", encoding="utf-8")
             return False
+        hung = daemon.running_pid(engine)
+        if hung is not None:
+            raise EngineUnavailable(f"dockerd pid {hung} runs on {engine.root} but does not answer; see {engine.log}")
         if os.geteuid() != 0:
             raise EngineUnavailable(f"no engine answers on {engine.socket} and starting dockerd needs root")
         if shutil.which("dockerd") is None:
             raise EngineUnavailable("dockerd is not installed")
+        if session is not None:
+            session.write_text(SESSION_STARTED, encoding="utf-8")
         owned = daemon.start(engine)
         detail.append(f"started dockerd pid {owned.pid}, storage driver {owned.storage_driver}")
         return True
@@ -211,9 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             ensure_packages()
-            started = ensure_engine(engine)
-            if args.session is not None:
-                args.session.write_text(SESSION_STARTED if started else "adopted\n", encoding="utf-8")
+            ensure_engine(engine, args.session)
             if not args.no_images:
                 build_images(engine)
             print(f"DOCKER_HOST={engine.docker_host}")

@@ -406,3 +406,25 @@ def test_a_real_dockerd_falls_back_to_vfs_then_stops_and_leaves_nothing(engine_d
         daemon.wipe(real)
     assert not real.root.exists()
     assert not daemon._alive(owned.pid)
+
+
+def test_a_dockerd_that_runs_but_does_not_answer_is_neither_replaced_nor_wiped(
+    fake_bin: Path, engine_dir: EngineDir, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for program in ("docker", "dockerd", "mmdebstrap"):
+        _script(fake_bin / program, "#!/bin/sh\nexit 1\n")
+    engine_dir.root.mkdir(parents=True)
+    argv = ["dockerd", "-c", "import time; time.sleep(60)", "-H", engine_dir.docker_host]
+    hung = subprocess.Popen(argv, executable=sys.executable)
+    try:
+        engine_dir.pidfile.write_text(f"{hung.pid}\n", encoding="utf-8")
+        assert daemon.running_pid(engine_dir) == hung.pid
+        with pytest.raises(RuntimeError, match="still runs"):
+            daemon.wipe(engine_dir)
+        monkeypatch.setenv(daemon.STATE_DIR_ENV, str(engine_dir.root))
+        assert engine.main(["up", "--no-images"]) == engine.NOT_RUN
+        assert f"dockerd pid {hung.pid} runs on {engine_dir.root} but does not answer" in capsys.readouterr().err
+        assert engine_dir.pidfile.exists() and hung.poll() is None
+    finally:
+        hung.kill()
+        hung.wait()
