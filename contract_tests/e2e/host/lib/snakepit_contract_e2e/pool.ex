@@ -90,9 +90,27 @@ defmodule SnakepitContractE2E.Pool do
     for {_, pid} <- workers(), os_pid = Calls.os_pid_of(pid), do: os_pid
   end
 
-  @doc "SIGKILL a worker's OS process, as an OOM killer would."
+  @doc """
+  SIGKILL a worker's OS process, as an OOM killer would, and return once Snakepit has seen the death:
+  its GRPCWorker has exited and the Pool has handled the exit (the emulator's crash does the same).
+  """
   def crash(os_pid) do
+    owner = Enum.find_value(workers(), fn {_, pid} -> if Calls.os_pid_of(pid) == os_pid, do: pid end)
     System.cmd("kill", ["-KILL", Integer.to_string(os_pid)], stderr_to_stdout: true)
+
+    if owner do
+      ref = Process.monitor(owner)
+
+      receive do
+        {:DOWN, ^ref, :process, _, _} -> :ok
+      after
+        10_000 -> Process.demonitor(ref, [:flush])
+      end
+
+      # A call to the Pool is handled after the exit signal it already has in its mailbox.
+      safe_list_workers()
+    end
+
     :ok
   end
 
