@@ -68,6 +68,7 @@ LOWER_IS_BETTER = {"spawn_to_ready_ms", "p50_us", "p90_us", "p99_us", "rss_after
 
 # The stream figure's channel: a server stream is read on the calling thread (see _stream).
 STREAM_CHANNEL_OPTIONS = [*CHANNEL_OPTIONS, (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+
 CALL_FIGURES = ("p50_us", "p90_us", "p99_us", "calls_per_s", "rss_after_100_mib", "rss_after_n_mib",
                 "rss_growth_mib", "pool_calls_per_s")
 
