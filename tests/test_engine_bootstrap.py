@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -153,8 +154,9 @@ def _script(path: Path, body: str) -> None:
 FAKE_DOCKERD = """#!/bin/bash
 echo "fake dockerd $*"
 case "$*" in *--storage-driver=overlay2*) echo "overlay2 is not supported here" >&2; exit 1;; esac
-socket="${@: -1}"; touch "${socket#unix://}"
-exec -a dockerd "PYTHON" -c "import time; time.sleep(60)" "$@"
+exec -a dockerd "PYTHON" -c "import pathlib, sys, time
+pathlib.Path(sys.argv[-1].removeprefix('unix://')).touch()  # answers only once it runs under its own name
+time.sleep(60)" "$@"
 """.replace("PYTHON", sys.executable)
 # A stand-in docker CLI: "docker version" succeeds when the socket file exists.
 FAKE_DOCKER = """#!/bin/bash
@@ -418,6 +420,9 @@ def test_a_dockerd_that_runs_but_does_not_answer_is_neither_replaced_nor_wiped(
     hung = subprocess.Popen(argv, executable=sys.executable)
     try:
         engine_dir.pidfile.write_text(f"{hung.pid}\n", encoding="utf-8")
+        deadline = time.monotonic() + 10  # /proc/PID/cmdline is empty for a moment after exec
+        while daemon.running_pid(engine_dir) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert daemon.running_pid(engine_dir) == hung.pid
         with pytest.raises(RuntimeError, match="still runs"):
             daemon.wipe(engine_dir)
