@@ -282,9 +282,6 @@ class ContainerProcess:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):  # it exited meanwhile
             self._container.get_wrapped_container().kill(signal=int(sig))
 
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
     def remove(self) -> None:
         """Force-remove the container (its processes die with it) and close the engine client."""
         self._removing = True
