@@ -34,6 +34,7 @@ os.environ["TC_HOST"] = "127.0.0.1"
 # testcontainers' own client library, for what its containers do not wrap (attach, kill, labels).
 import docker
 import docker.errors
+import docker.types
 from testcontainers.core.container import DockerContainer
 
 from contract_tests.errors import HarnessError, WorkerStartError
@@ -198,6 +199,8 @@ class ContainerProcess:
             network_mode="host", labels={RUN_LABEL: run_label(), OWNER_LABEL: owner_identity()},
             # stdin_open makes docker's client set StdinOnce too: PROC-014 needs an open stdin it can close.
             stdin_open=True,
+            # The output is followed through the engine's logs: a driver the engine cannot read back would lose it.
+            log_config=docker.types.LogConfig(type=docker.types.LogConfig.types.JSON),
         ).with_command(list(argv))
         try:
             self._container.start()
