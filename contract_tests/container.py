@@ -1,10 +1,11 @@
 """Worker instances as containers of an image: the containers tier (docs/worker-image.md).
 
-One container per worker, started through testcontainers on the host network, with the image's ENTRYPOINT
-followed by Snakepit's flags as its command and only Snakepit's variables added to the image's environment.
-The worker's private folder (its ready file) is bind-mounted at the same path. ContainerProcess answers like
-subprocess.Popen, so readiness, handshake and stop stay the launcher's own: signals go to the container's
-PID 1 through the engine and the exit status is the container's.
+One container per worker, created through testcontainers' client on the host network, with the image's
+ENTRYPOINT followed by Snakepit's flags as its command and only Snakepit's variables added to the image's
+environment. The worker's private folder (its ready file) is bind-mounted at the same path. Its stdin, stdout
+and stderr are attached before it starts, so no output is lost and write boundaries stay as a BEAM Port sees
+them. ContainerProcess answers like subprocess.Popen, so readiness, handshake and stop stay the launcher's own:
+signals go to the container's PID 1 through the engine and the exit status is the container's.
 
 The testcontainers reaper cannot run here (its image cannot be pulled), so every container carries the run's
 label and its owner process's identity: the suite removes its own at the end and on Ctrl-C, and removes those
@@ -34,8 +35,8 @@ os.environ["TC_HOST"] = "127.0.0.1"
 # testcontainers' own client library, for what its containers do not wrap (attach, kill, labels).
 import docker
 import docker.errors
-import docker.types
-from testcontainers.core.container import DockerContainer
+from docker.utils.socket import frames_iter
+from testcontainers.core.docker_client import DockerClient
 
 from contract_tests.errors import HarnessError, WorkerStartError
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
@@ -171,15 +172,13 @@ def _environ_has(pid: int, entry: bytes) -> bool:
 class _Stdin:
     """The container's stdin, attached and kept open; closing it is the EOF the BEAM's dying port gives."""
 
-    def __init__(self, attached: Any) -> None:
-        self._socket = attached._sock  # the raw socket under docker's SocketIO wrapper
+    def __init__(self, raw: socket.socket) -> None:
+        self._socket = raw
 
     def close(self) -> None:
-        # A half-close ends the attach stream; with StdinOnce the engine then closes PID 1's stdin.
+        # A half-close ends stdin only (StdinOnce: the engine closes PID 1's stdin); the output keeps coming.
         with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_WR)
-        with contextlib.suppress(OSError):
-            self._socket.close()
 
 
 class ContainerProcess:
@@ -192,29 +191,35 @@ class ContainerProcess:
         self._exited = threading.Event()
         self._removing = False
         self._vanished = False  # removed by someone else while it ran: its "exit" says nothing about the worker
-        # The engine's own default (60 s) would cut the log and wait streams of a quiet worker.
-        self._container = DockerContainer(
-            image, docker_client_kw={"timeout": None}, env=env,
-            volumes=[(os.fspath(shared_dir), os.fspath(shared_dir), "rw")],
-            network_mode="host", labels={RUN_LABEL: run_label(), OWNER_LABEL: owner_identity()},
-            # stdin_open makes docker's client set StdinOnce too: PROC-014 needs an open stdin it can close.
-            stdin_open=True,
-            # The output is followed through the engine's logs: a driver the engine cannot read back would lose it.
-            log_config=docker.types.LogConfig(type=docker.types.LogConfig.types.JSON),
-        ).with_command(list(argv))
+        # testcontainers' client, not DockerContainer: that one starts at once, and the streams must be attached
+        # before the worker runs. No client timeout: the engine's default (60 s) would cut a quiet worker's streams.
+        self._client = DockerClient(timeout=None)
+        self._wrapped: Any = None
+        self._socket: socket.socket | None = None
         try:
-            self._container.start()
-            wrapped = self._container.get_wrapped_container()
-            self.stdin: _Stdin | None = _Stdin(wrapped.attach_socket(params={"stdin": 1, "stream": 1}))
+            wrapped = self._client.create(
+                image, command=list(argv), environment=env,
+                labels={RUN_LABEL: run_label(), OWNER_LABEL: owner_identity()},
+                network_mode="host",
+                volumes={os.fspath(shared_dir): {"bind": os.fspath(shared_dir), "mode": "rw"}},
+                stdin_open=True,  # docker's client then sets StdinOnce too: PROC-014 needs a stdin it can close
+            )
+            self._wrapped = wrapped
+            attached = wrapped.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            self._socket = attached._sock  # raw, under docker's SocketIO: nothing is buffered before the start
+            self.stdin: _Stdin | None = _Stdin(attached._sock)
+            wrapped.start()
             wrapped.reload()
-            self.pid: int = self._host_pid(wrapped, env)
             self.id: str = wrapped.short_id
+            threading.Thread(target=self._copy_output, args=(attached._sock, output_fd), name="container-output",
+                             daemon=True).start()
+            output_fd = -1  # the thread owns it now
+            self.pid: int = self._host_pid(wrapped, env)
         except BaseException:
-            os.close(output_fd)
+            if output_fd >= 0:
+                os.close(output_fd)
             self.remove()
             raise
-        threading.Thread(target=self._copy_output, args=(wrapped, output_fd), name="container-output",
-                         daemon=True).start()
         threading.Thread(target=self._wait, args=(wrapped,), name="container-wait", daemon=True).start()
 
     @staticmethod
@@ -224,7 +229,7 @@ class ContainerProcess:
         if pid == 0:
             status = wrapped.wait(timeout=10)["StatusCode"]
             raise WorkerStartError("the container exited as soon as it started", status,
-                                   wrapped.logs().decode("utf-8", "replace")[-4000:] or "(no output)")
+                                   "(its output is in the worker log)")
         tag = f"{RUN_TAG_ENV}={env[RUN_TAG_ENV]}".encode()
         # Until the runtime's init execs the image's command, the pid shows the runtime's environment.
         deadline = time.monotonic() + _EXEC_WAIT_S
@@ -238,12 +243,13 @@ class ContainerProcess:
         return pid
 
     @staticmethod
-    def _copy_output(wrapped: Any, output_fd: int) -> None:
+    def _copy_output(attached: socket.socket, output_fd: int) -> None:
+        """stdout and stderr frames, in the order and chunks the worker wrote them, into one pipe like a Port's."""
         try:
-            for chunk in wrapped.logs(stream=True, follow=True, stdout=True, stderr=True):
+            for _stream, chunk in frames_iter(attached, tty=False):
                 os.write(output_fd, chunk)
-        except (docker.errors.DockerException, OSError, ConnectionError):
-            pass  # removed under us: the output ends here
+        except OSError:
+            pass  # the socket closed under us: the output ends here
         finally:
             os.close(output_fd)
 
@@ -282,14 +288,18 @@ class ContainerProcess:
         """Signal PID 1 through the engine, as `docker kill --signal` does."""
         if self.poll() is not None:
             return
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):  # it exited meanwhile
-            self._container.get_wrapped_container().kill(signal=int(sig))
+        with contextlib.suppress(docker.errors.APIError):  # it exited meanwhile
+            self._wrapped.kill(signal=int(sig))
 
     def remove(self) -> None:
         """Force-remove the container (its processes die with it) and close the engine client."""
         self._removing = True
-        with contextlib.suppress(docker.errors.DockerException, ConnectionError):
-            self._container.stop(force=True)
+        if self._wrapped is not None:
+            with contextlib.suppress(docker.errors.DockerException, ConnectionError):
+                self._wrapped.remove(force=True)
+        if self._socket is not None:
+            self._socket.close()
+        self._client.client.close()
 
 
 atexit.register(remove_owned)
