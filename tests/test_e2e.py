@@ -171,3 +171,14 @@ def test_cli_e2e_not_run_is_exit_2_with_report(tmp_path: Path, monkeypatch: pyte
     report = json.loads((tmp_path / "e2e-0.13.0-reference.json").read_text())
     assert (report["status"], report["scenarios"]) == ("NOT-RUN", [])
     assert main(["run", "--e2e", "--snakepit-sources", str(tmp_path / "absent")], out) == 3
+
+
+def test_host_project_ships_in_the_wheel() -> None:
+    """Ensure every file of the Mix host project and the image recipe is listed in pyproject's package data."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["contract_tests.e2e"]
+    listed = {path for pattern in patterns for path in image.HERE.glob(pattern)}
+    needed = {image.DOCKERFILE} | {p for p in image.HOST_PROJECT.rglob("*") if p.is_file()}
+    assert needed <= listed, sorted(str(p) for p in needed - listed)

@@ -7,6 +7,7 @@ afterwards; nothing of it lands in the repository.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -127,7 +128,9 @@ def _files(root: Path, skip: frozenset[str] = frozenset({"_build", ".git"})) -> 
 
 
 def image_tag(version: str, sources: Sources | None, base_id: str, wheel_dirs: list[Path]) -> str:
-    """Tag naming every input of the build, so an unchanged input reuses the image."""
+    """Tag naming every input of the build, so an unchanged input reuses the image; `-bridge` images also carry
+    the Python packages of Snakepit's own bridge."""
+    kind = "bridge" if len(wheel_dirs) > 1 else "reference"
     digest = hashlib.sha256()
     digest.update(f"{version}\0{base_id}\0".encode())
     for path in [DOCKERFILE, *_files(HOST_PROJECT, frozenset({"_build", "deps"}))]:
@@ -136,7 +139,7 @@ def image_tag(version: str, sources: Sources | None, base_id: str, wheel_dirs: l
         for path in _files(root):
             stat = path.stat()
             digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-    return f"{IMAGE_REPOSITORY}:{version}-{digest.hexdigest()[:16]}"
+    return f"{IMAGE_REPOSITORY}:{version}-{kind}-{digest.hexdigest()[:16]}"
 
 
 def build(client: Any, version: str, sources: Sources | None, bridge_wheels: Path | None = None) -> str:
@@ -174,4 +177,17 @@ def build(client: Any, version: str, sources: Sources | None, bridge_wheels: Pat
                 raise BuildFailed(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
     finally:
         shutil.rmtree(context, ignore_errors=True)
+    _remove_older(client, tag)
     return tag
+
+
+def _remove_older(client: Any, keep: str) -> None:
+    """Each host image is about a gigabyte: earlier builds of the same version and kind go once a new one exists."""
+    import docker.errors
+
+    prefix = keep.rsplit("-", 1)[0] + "-"
+    for old in client.images.list(name=IMAGE_REPOSITORY):
+        tags = [t for t in old.tags if t.startswith(prefix) and t != keep]
+        for stale in tags:
+            with contextlib.suppress(docker.errors.APIError):  # in use by a running container: left alone
+                client.images.remove(stale)
