@@ -71,12 +71,13 @@ def _boot_id() -> str:
 
 
 def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc stat field 22): with the pid, who it is."""
+    """The live process's start time in clock ticks since boot (/proc stat field 22): with the pid, who it is.
+    None once it is gone or a zombie (killed, not yet reaped)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return None if fields[0] == "Z" else fields[19]
 
 
 def owner_identity(pid: int | None = None) -> str:

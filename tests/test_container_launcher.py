@@ -98,6 +98,24 @@ def test_owner_identity_tells_a_dead_or_reused_pid() -> None:
     assert container.owner_is_gone("other-boot/1/1", running=False)
 
 
+def test_killed_owner_not_yet_reaped_is_gone() -> None:
+    """Ensure an owner killed with its run (a zombie until someone reaps it) already counts as dead."""
+    owner = subprocess.Popen(["sleep", "30"])
+    try:
+        identity = container.owner_identity(owner.pid)
+        assert not container.owner_is_gone(identity, running=True)
+        owner.kill()
+        stat = Path(f"/proc/{owner.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the killed process never became a zombie"
+            time.sleep(0.01)
+        assert container.owner_is_gone(identity, running=True)
+    finally:
+        owner.kill()
+        owner.wait()
+
+
 def test_one_worker_at_a_time(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Ensure a command and an image together are a usage error naming both (exit 3)."""
     monkeypatch.setenv("SNAKEPIT_CONTRACT_WORKER_CMD", "python3 -m reference_worker")
