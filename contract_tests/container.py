@@ -38,7 +38,7 @@ import docker.errors
 from docker.utils.socket import frames_iter
 from testcontainers.core.docker_client import DockerClient
 
-from contract_tests.errors import HarnessError, WorkerStartError
+from contract_tests.errors import HarnessError
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
 
 RUN_LABEL = "snakepit-contract.run"
@@ -156,10 +156,11 @@ def remove_run() -> list[str]:
 
 
 def sweep_orphans() -> list[str]:
-    """Remove the containers of runs whose owner process is dead (a crashed or SIGKILLed run)."""
+    """Remove the containers of runs whose owner process is dead (a crashed or SIGKILLed run). Only the suite's
+    own: other tools' containers may carry the run label too, but never an owner."""
     with contextlib.closing(client()) as engine:
-        return [short for entry in _labelled(engine, RUN_LABEL)
-                if owner_is_gone((entry.get("Labels") or {}).get(OWNER_LABEL, ""), entry.get("State") == "running")
+        return [short for entry in _labelled(engine, OWNER_LABEL)
+                if owner_is_gone(entry["Labels"][OWNER_LABEL], entry.get("State") == "running")
                 and (short := _remove(engine, entry))]
 
 
@@ -228,9 +229,9 @@ class ContainerProcess:
         """PID 1's pid on this host, where pool and clauses read /proc; never 0 (kill(0) hits our own group)."""
         pid = int(wrapped.attrs["State"]["Pid"])
         if pid == 0:
-            status = wrapped.wait(timeout=10)["StatusCode"]
-            raise WorkerStartError("the container exited as soon as it started", status,
-                                   "(its output is in the worker log)")
+            # Already exited (the engine reports no pid): pid_max is a pid no process can have, so every signal
+            # and /proc read finds it gone, while its exit status and output reach the launcher as usual.
+            return int(Path("/proc/sys/kernel/pid_max").read_text())
         tag = f"{RUN_TAG_ENV}={env[RUN_TAG_ENV]}".encode()
         # Until the runtime's init execs the image's command, the pid shows the runtime's environment.
         deadline = time.monotonic() + _EXEC_WAIT_S

@@ -26,7 +26,7 @@ import pytest
 
 from contract_tests import cli
 from contract_tests.clause import TESTS
-from contract_tests.errors import HarnessError
+from contract_tests.errors import HarnessError, WorkerStartError
 from contract_tests.host import HostEmulator
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV, WorkerProcess, WorkerSpec
 from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13
@@ -225,18 +225,20 @@ def test_container_removed_by_someone_else_is_no_exit(image: str, host: HostEmul
 
 
 def test_sweep_removes_only_containers_of_dead_owners(image: str) -> None:
-    """Ensure the start-of-run sweep removes a crashed run's containers and keeps a live owner's."""
+    """Ensure the start-of-run sweep removes a crashed run's containers, and keeps a live owner's and those of
+    another tool (run label, no owner: ci.engine's own checks)."""
     engine = container.client()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    labels = {"dead": f"{_boot_id()}/{dead.pid}/1", "live": container.owner_identity()}
+    owners = {"dead": f"{_boot_id()}/{dead.pid}/1", "live": container.owner_identity()}
     made = {name: engine.containers.create(image, labels={container.RUN_LABEL: "sweep-test",
                                                           container.OWNER_LABEL: owner})
-            for name, owner in labels.items()}
+            for name, owner in owners.items()}
+    made["other tool's"] = engine.containers.create(image, labels={container.RUN_LABEL: "sweep-test"})
     try:
         container.sweep_orphans()
         left = {c["Id"] for c in _containers(f"{container.RUN_LABEL}=sweep-test")}
-        assert made["dead"].id not in left and made["live"].id in left
+        assert left == {made["live"].id, made["other tool's"].id}
     finally:
         container.remove_containers(f"{container.RUN_LABEL}=sweep-test")
         engine.close()
@@ -357,6 +359,17 @@ def _process_mutants() -> list[Any]:
         params.append(pytest.param(name, profile, targets, mutant.get("timeout_scale", 1.0), id=f"{name}-{profile}",
                                    marks=skip))
     return params
+
+
+def test_container_that_exits_at_once_reports_status_and_output(mutant_image: Callable[[str], str],
+                                                                 host: HostEmulator) -> None:
+    """Ensure a worker that dies before its pid can be read still yields its exit status and output (a start error
+    with evidence), as a local process does."""
+    spec = dataclasses.replace(_container_spec(), elixir_address=host.elixir_address_for_worker,
+                               image=mutant_image("rejects_unknown_flags"), extra_args=["--snakepit-future-flag"])
+    with pytest.raises(WorkerStartError) as caught, WorkerProcess(spec):
+        pass
+    assert caught.value.exit_status == 2 and "unrecognized arguments: --snakepit-future-flag" in str(caught.value)
 
 
 def _not_in_container(clause_id: str) -> bool:
