@@ -38,6 +38,7 @@ ERROR_KINDS = (
     "pool_stopped",
     "pool_not_initialized",
     "worker_crashed",
+    "internal",
     "rpc_error",
     "timeout",
 )
@@ -705,6 +706,11 @@ class PoolEmulator:
                 return PoolError("pool_stopped", f"{where}: {detail}", self._evidence())
             if status is not None:
                 self._on_death(lease.slot, process, status, "GRPCWorker crashed" if crashes else f"died during {tool}")
+                if not self.profile.non_ok_execute_status_crashes:
+                    # HEAD: the GRPCWorker outlives the failed RPC and returns ClientImpl's mapping of the dropped
+                    # connection's INTERNAL status (client_impl.ex:216-232) before its Port's exit reaches it.
+                    return PoolError("internal", f"{{:error, :internal}} {where}: the worker died (exit status "
+                                     f"{_port_status(status)}) during the call ({detail})", self._evidence())
                 return PoolError("worker_crashed", f"{{:worker_exit, _}} {where}: exit status {_port_status(status)} "
                                  f"({detail})", self._evidence())
             self._event(f"{where} failed: {detail}")

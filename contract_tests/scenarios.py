@@ -23,13 +23,13 @@ import grpc
 from contract_tests.client import CHANNEL_OPTIONS
 from contract_tests.datafiles import data_dir
 from contract_tests.errors import ContractViolation
-from contract_tests.host import HostEmulator
+from contract_tests.host import HostEmulator, has_session_quota
 from contract_tests.launcher import WorkerProcess, WorkerSpec
 from contract_tests.pool import PoolEmulator, PoolError, PoolTimings, Routed
 from contract_tests.profiles import Profile
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from contract_tests.session_store import SessionNotFound, SessionStore, SessionStoreError
+from contract_tests.session_store import DEFAULT_MAX_SESSIONS, SessionNotFound, SessionStore, SessionStoreError
 
 SCENARIO_DIR = data_dir() / "scenarios"
 Step = dict[str, Any]
@@ -96,8 +96,10 @@ class ScenarioRunner:
         self.timeout_scale = timeout_scale
         pool_cfg: Mapping[str, Any] = scenario["pool"]
         self.clock = FakeClock()
+        # A profile without SessionStore quotas (v0.6.0) ignores max_sessions, as real Snakepit does.
         store = SessionStore(clock=self.clock, default_ttl_s=pool_cfg.get("session_ttl_s", 3600),
-                             max_sessions=pool_cfg.get("max_sessions", 10_000))
+                             max_sessions=pool_cfg.get("max_sessions", DEFAULT_MAX_SESSIONS)
+                             if has_session_quota(profile) else None)
         self.host = HostEmulator(profile, store=store)
         timings = PoolTimings.for_profile(profile)
         if "queue_timeout_ms" in pool_cfg:
@@ -244,8 +246,12 @@ class ScenarioRunner:
             return _Outcome(None, err)
         return _Outcome(routed, None)
 
+    def _expect(self, step: Step) -> dict[str, Any]:
+        """The step's expectation, with this profile's entry of expect_by_profile over it key by key."""
+        return {**step.get("expect", {}), **step.get("expect_by_profile", {}).get(self.profile.name, {})}
+
     def _judge(self, index: int, step: Step, outcome: _Outcome) -> None:
-        expect = step.get("expect", {})
+        expect = self._expect(step)
         if "pool_error" in expect or outcome.pool_error is not None:
             kind = outcome.pool_error.kind if outcome.pool_error else None
             self._check(index, step, "pool error", expect.get("pool_error"), kind)
@@ -268,7 +274,7 @@ class ScenarioRunner:
         self._judge_routing(index, step, outcome.routed)
 
     def _judge_routing(self, index: int, step: Step, routed: Routed) -> None:
-        expect = step.get("expect", {})
+        expect = self._expect(step)
         for key, same in (("same_worker_as", True), ("different_worker_than", False)):
             if key not in expect:
                 continue
@@ -300,6 +306,23 @@ class ScenarioRunner:
         outcome = self._pending.pop(step["of"]).result(timeout=60 * self.timeout_scale)
         self.calls[step["of"]] = outcome
         self._judge(index, step, outcome)
+
+    def _op_wait_idle(self, index: int, step: Step) -> None:
+        """Wait until every slot has a ready worker that the Pool holds free: each check-in processed.
+
+        Real Snakepit replies to a caller before it processes the worker's check-in, and a pool that has
+        just started may queue its first call; a step after this one is a direct checkout of a free worker.
+        """
+        assert self.pool is not None
+        pool = self.pool
+        bound = 30 * self.timeout_scale
+        deadline = time.monotonic() + bound
+        while not (all(state == "ready" for state in pool.slot_states().values())
+                   and not any(pool.busy(w) for w in pool.worker_ids())):
+            if time.monotonic() > deadline:
+                self._fail(index, step, f"every worker ready and free within {bound:g} s",
+                           f"slots {pool.slot_states()}, {pool.queued()} queued")
+            time.sleep(0.01)
 
     def _op_cleanup_session_on_workers(self, index: int, step: Step) -> None:
         assert self.pool is not None
