@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from contract_tests.profiles import Profile
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from contract_tests.session_store import SessionStore, SessionStoreError
+from contract_tests.session_store import DEFAULT_MAX_SESSIONS, SessionStore, SessionStoreError
 from contract_tests.tool_registry import (
     RegisteredTool,
     RemoteToolSpec,
@@ -64,6 +64,7 @@ class HostCall:
     request: Message | None  # None for the client-streaming StreamTelemetry
     metadata: dict[str, str]
     at: float
+    peer: str = ""  # the caller's end of the connection ("ipv4:127.0.0.1:54321"): one per worker channel
     status: grpc.StatusCode | None = None
     details: str | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
@@ -251,6 +252,11 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
+def has_session_quota(profile: Profile) -> bool:
+    """SessionStore quotas arrived in v0.6.7 (facts §1); before that the session table was unbounded."""
+    return _version_tuple(profile.snakepit_version) >= (0, 6, 7)
+
+
 class HostEmulator:
     """Plays Snakepit's BridgeServer + SessionStore + ToolRegistry for workers that call back into Elixir.
 
@@ -269,9 +275,7 @@ class HostEmulator:
         self.profile = profile
         self._owns_store = store is None
         if store is None:
-            # Session quotas arrived in v0.6.7 (facts §1); before that the table was unbounded.
-            quota = 10_000 if _version_tuple(profile.snakepit_version) >= (0, 6, 7) else None
-            store = SessionStore(max_sessions=quota)
+            store = SessionStore(max_sessions=DEFAULT_MAX_SESSIONS if has_session_quota(profile) else None)
         self.store = store
         # Name/metadata validation and insert_new arrived in v0.6.8 (facts §1, §4.2).
         self.tools = ToolRegistry(validate=profile.validates_tool_names)
@@ -410,6 +414,24 @@ class HostEmulator:
                 raise TimeoutError(f"waited {timeout} s for call #{count} of {method}; saw {seen}")
             return [c for c in self._calls if c.method == method][count - 1]
 
+    def wait_for_answered_peers(self, method: str, count: int, timeout: float) -> set[str]:
+        """Block until calls of `method` from `count` distinct peers (connections) have been answered OK.
+
+        Each worker dials the Elixir side on its own channel, so this tells when that many workers have
+        had, say, a Heartbeat answered. Returns the peers; TimeoutError names how many there were.
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+
+        def answered() -> set[str]:
+            return {c.peer for c in self._calls if c.method == method and c.status is grpc.StatusCode.OK}
+
+        with self._calls_changed:
+            if not self._calls_changed.wait_for(lambda: len(answered()) >= count, timeout):
+                raise TimeoutError(f"waited {timeout} s for {method} answered to {count} peers; "
+                                   f"answered {len(answered())}")
+            return answered()
+
     def clear_calls(self) -> None:
         """Forget the calls logged so far."""
         with self._lock:
@@ -458,11 +480,11 @@ class HostEmulator:
         for key, value in context.invocation_metadata() or ():
             text = value if isinstance(value, str) else value.decode("utf-8", "backslashreplace")
             metadata[key.lower()] = text
-        call = HostCall(method=method, request=request, metadata=metadata, at=time.monotonic())
+        call = HostCall(method=method, request=request, metadata=metadata, at=time.monotonic(), peer=context.peer())
         with self._calls_changed:
             self._calls.append(call)
             self._calls_changed.notify_all()
-        logger.debug("%s received from %s", method, context.peer())
+        logger.debug("%s received from %s", method, call.peer)
         return call
 
     def _finish(self, call: HostCall, code: grpc.StatusCode, details: str | None) -> None:
