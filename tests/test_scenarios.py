@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import jsonschema
 import pytest
 
 from contract_tests.clause import REGISTRY
-from contract_tests.scenarios import SCENARIO_DIR, load_scenario, scenario_names
+from contract_tests.errors import ContractViolation
+from contract_tests.launcher import WorkerSpec
+from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
+from contract_tests.scenarios import SCENARIO_DIR, ScenarioRunner, load_scenario, scenario_names
 
 SCHEMA = json.loads((SCENARIO_DIR / "scenario.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -55,10 +59,69 @@ def _with_step(step: dict[str, Any]) -> dict[str, Any]:
         {"op": "execute_async", "tool": "contract.sleep"},
         {"op": "advance_clock", "seconds": -1},
         {"op": "execute", "tool": "contract.echo", "expect": {"pool_error": "on_fire"}},
+        {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.7": {"ok": True}}},
+        {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.13": {"okay": True}}},
+        {"op": "wait_idle", "expect": {"ok": True}},
     ],
     ids=["unknown-op", "missing-session", "unknown-expectation", "async-without-id", "negative-clock",
-         "bad-pool-error"],
+         "bad-pool-error", "unknown-profile", "unknown-profile-expectation", "wait-idle-expects-nothing"],
 )
 def test_schema_rejects_malformed_steps(step: dict[str, Any]) -> None:
     """Ensure authoring mistakes are caught by the schema, not discovered at run time."""
     assert list(VALIDATOR.iter_errors(_with_step(step)))
+
+
+def test_schema_accepts_per_profile_expectations_and_wait_idle() -> None:
+    """Ensure the vocabulary the scenarios use for version differences validates."""
+    steps = [{"op": "wait_idle"},
+             {"op": "execute", "tool": "contract.whoami", "expect": {"pool_error": "worker_crashed"},
+              "expect_by_profile": {"snakepit-0.13": {"pool_error": "internal"}}}]
+    assert not list(VALIDATOR.iter_errors({**load_scenario("session/create-is-idempotent"), "steps": steps}))
+
+
+def _run(scenario: dict[str, Any], profile: Profile) -> dict[str, list[ContractViolation]]:
+    """Run a scenario through the pool emulator with the reference worker."""
+    runner: ScenarioRunner | None = None
+
+    def make_spec() -> WorkerSpec:
+        assert runner is not None
+        return WorkerSpec(command=(sys.executable, "-m", "reference_worker"), profile=profile,
+                          elixir_address=runner.host.elixir_address_for_worker)
+
+    runner = ScenarioRunner(scenario, profile, make_spec)
+    return runner.run()
+
+
+def _scenario(steps: list[dict[str, Any]], **pool: Any) -> dict[str, Any]:
+    return {"schema_version": 1, "name": "self-test", "description": "runner self-test", "clauses": ["SESSION-010"],
+            "profiles": ["snakepit-0.6", "snakepit-0.13"], "pool": {"size": 1, **pool}, "steps": steps}
+
+
+@pytest.mark.parametrize("profile", [SNAKEPIT_0_6, SNAKEPIT_0_13], ids=["0.6", "0.13"])
+def test_expect_by_profile_overrides_expect_for_that_profile_only(profile: Profile) -> None:
+    """Ensure a per-profile expectation replaces the same keys of expect under its profile, and only there."""
+    step: dict[str, Any] = {"op": "execute", "tool": "contract.whoami", "clause": "SESSION-010",
+                            "expect": {"ok": False}, "expect_by_profile": {profile.name: {"ok": True}}}
+    elsewhere = "snakepit-0.6" if profile is SNAKEPIT_0_13 else "snakepit-0.13"
+    other = {**step, "expect_by_profile": {elsewhere: {"ok": True}}}
+    violations = _run(_scenario([{"op": "wait_idle"}, step, other]), profile)["SESSION-010"]
+    assert len(violations) == 1 and "step 3 execute" in str(violations[0])
+
+
+@pytest.mark.parametrize("profile", [SNAKEPIT_0_6, SNAKEPIT_0_13], ids=["0.6", "0.13"])
+def test_session_quota_only_where_snakepit_has_one(profile: Profile) -> None:
+    """Ensure max_sessions binds from v0.6.7 on and is ignored at 0.6.0, which had no quota (facts §1)."""
+    second = {"op": "create_session", "session": "b", "clause": "SESSION-010", "expect": {"ok": True}}
+    steps: list[dict[str, Any]] = [{"op": "create_session", "session": "a"}, second]
+    violations = _run(_scenario(steps, max_sessions=1), profile)
+    assert bool(violations) == (profile is SNAKEPIT_0_13)
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["wait-idle", "back-to-back"])
+def test_wait_idle_waits_for_the_check_in(wait: bool) -> None:
+    """Ensure wait_idle returns only once the busy worker is checked in, so the next call is not queued."""
+    nap: dict[str, Any] = {"op": "execute_async", "id": "nap", "tool": "contract.sleep", "params": {"seconds": 0.5}}
+    call: dict[str, Any] = {"op": "execute", "tool": "contract.whoami", "clause": "SESSION-010", "expect": {"ok": True}}
+    steps = [nap, {"op": "wait_idle"}, call] if wait else [nap, call]
+    violations = _run(_scenario(steps, queue_timeout_ms=100), SNAKEPIT_0_13)
+    assert bool(violations) != wait, violations
