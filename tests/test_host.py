@@ -751,6 +751,31 @@ def test_call_log(stub: pb_grpc.BridgeServiceStub, host: HostEmulator) -> None:
         host.wait_for_call("Pnig", timeout=0.05)
 
 
+def test_answered_peers_count_connections(stub: pb_grpc.BridgeServiceStub, host: HostEmulator) -> None:
+    """Ensure answered calls are told apart by connection, and a failed one does not count."""
+    for _ in range(2):
+        stub.Heartbeat(pb.HeartbeatRequest(session_id="one-channel"))
+    with pytest.raises(TimeoutError, match="answered 1"):
+        host.wait_for_answered_peers("Heartbeat", 2, timeout=0.05)
+    host.faults.fail["Heartbeat"] = (grpc.StatusCode.UNAVAILABLE, "elixir is down")
+    # Its own connection, as another worker process would have (channels in one process share subchannels).
+    with grpc.insecure_channel(host.address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        other = pb_grpc.BridgeServiceStub(channel)
+        rpc_error(other.Heartbeat, pb.HeartbeatRequest(session_id="refused"))
+        with pytest.raises(TimeoutError):
+            host.wait_for_answered_peers("Heartbeat", 2, timeout=0.05)
+        host.faults.clear()
+        timer = threading.Timer(0.1, lambda: other.Heartbeat(pb.HeartbeatRequest(session_id="late")))
+        timer.start()
+        try:
+            peers = host.wait_for_answered_peers("Heartbeat", 2, timeout=5)
+        finally:
+            timer.join()
+    assert len(peers) == 2 and all(peer.startswith("ipv") for peer in peers)
+    with pytest.raises(ValueError):
+        host.wait_for_answered_peers("Heartbeet", 1, timeout=0.05)
+
+
 def test_fault_delay_and_fail(stub: pb_grpc.BridgeServiceStub, host: HostEmulator) -> None:
     host.faults.delay_s["Ping"] = 0.3
     started = time.monotonic()
