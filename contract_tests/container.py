@@ -97,9 +97,9 @@ def owner_is_gone(identity: str, running: bool, boot_id: str | None = None) -> b
 
 
 def client() -> docker.DockerClient:
-    """A client of the engine at DOCKER_HOST; ContainerEngineError with what to do when none answers."""
+    """testcontainers' client of the engine at DOCKER_HOST; ContainerEngineError with what to do when none answers."""
     try:
-        engine = docker.from_env(timeout=20)
+        engine: docker.DockerClient = DockerClient(timeout=20).client
         engine.ping()
     except docker.errors.DockerException as err:
         where = os.environ.get("DOCKER_HOST", "unset (the default socket)")
