@@ -23,6 +23,7 @@ from contract_tests.e2e.compare import (
     MISSING,
     NOT_RUN,
     PASS,
+    UNJUDGED,
     Side,
     compare,
     snakepit_side,
@@ -123,7 +124,8 @@ def test_comparison_agrees_only_on_identical_outcomes() -> None:
     scenario = load_scenario("session/quota")
     same = compare(scenario, Side({"SESSION-007": PASS}), lambda: Side({"SESSION-007": PASS}))
     other = compare(scenario, Side({"SESSION-007": FAIL}, ["snakepit trace"]), lambda: Side({"SESSION-007": PASS}))
-    assert (same.status, other.status) == (AGREE, DIVERGE)
+    aborted = compare(scenario, Side({"SESSION-007": ABORTED}), lambda: Side({"SESSION-007": ABORTED}))
+    assert (same.status, other.status, aborted.status) == (AGREE, DIVERGE, UNJUDGED)
     assert other.as_json()["snakepit"]["trace"] == ["snakepit trace"]
 
 
@@ -155,7 +157,7 @@ def test_real_snakepit_agrees_with_emulator(version: str, worker: str, request: 
         pytest.skip(f"NOT-RUN: {result.reason}")
     assert result.status == tier.RAN, out.getvalue()
     assert result.comparisons, "no scenario ran"
-    assert not [c.scenario for c in result.comparisons if c.status == DIVERGE], out.getvalue()
+    assert not [c.scenario for c in result.comparisons if c.status in (DIVERGE, UNJUDGED)], out.getvalue()
 
 
 def test_cli_e2e_not_run_is_exit_2_with_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """`snakepit-contract run --e2e`: the live E2E tier from the command line.
 
 Exit status: 0 every scenario that ran agrees with the emulator, 1 at least one divergence, 2 the tier did
-not run (NOT-RUN) or did not finish (ERROR); the summary says which and why.
+not run (NOT-RUN), did not finish (ERROR) or left a scenario unjudged; the summary says which and why.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from contract_tests.e2e.compare import DIVERGE
+from contract_tests.e2e.compare import DIVERGE, UNJUDGED
 from contract_tests.e2e.live import WORKERS
 from contract_tests.e2e.sources import VERSIONS
 from contract_tests.e2e.tier import RAN, run_tier, summary, write_json
@@ -37,6 +37,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     result = run_tier(args.snakepit_version, args.e2e_worker, args.snakepit_sources)
     summary(result, out)
     print(f"e2e: report in {write_json(result, args.report_dir)}", file=out)
-    if result.status != RAN:
+    if result.status != RAN or any(c.status == UNJUDGED for c in result.comparisons):
         return EXIT_NOT_RUN
     return EXIT_DIVERGE if any(c.status == DIVERGE for c in result.comparisons) else EXIT_AGREE

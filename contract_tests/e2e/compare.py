@@ -17,7 +17,7 @@ from contract_tests.scenarios import ScenarioRunner
 from contract_tests.settings import DEFAULT_WORKER_CMD
 
 PASS, FAIL, ABORTED, MISSING = "PASS", "FAIL", "ABORTED", "MISSING"
-AGREE, DIVERGE, NOT_RUN = "AGREE", "DIVERGE", "NOT-RUN"
+AGREE, DIVERGE, NOT_RUN, UNJUDGED = "AGREE", "DIVERGE", "NOT-RUN", "UNJUDGED"
 
 
 @dataclass
@@ -87,6 +87,12 @@ def emulator_side(scenario: Mapping[str, Any], profile: Profile, timeout_scale: 
 
 
 def compare(scenario: Mapping[str, Any], snakepit: Side, emulator: Callable[[], Side]) -> Comparison:
+    """AGREE only when both sides judged every clause alike; two aborted runs agree on nothing (UNJUDGED)."""
     other = emulator()
-    status = AGREE if snakepit.clauses == other.clauses else DIVERGE
+    if snakepit.clauses != other.clauses:
+        status = DIVERGE
+    elif set(snakepit.clauses.values()) - {PASS, FAIL}:
+        status = UNJUDGED
+    else:
+        status = AGREE
     return Comparison(scenario["name"], status, snakepit=snakepit, emulator=other)

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from contract_tests.e2e import image, live
-from contract_tests.e2e.compare import AGREE, DIVERGE, NOT_RUN, Comparison, compare, emulator_side, snakepit_side
+from contract_tests.e2e.compare import (
+    AGREE,
+    DIVERGE,
+    NOT_RUN,
+    UNJUDGED,
+    Comparison,
+    compare,
+    emulator_side,
+    snakepit_side,
+)
 from contract_tests.e2e.sources import Sources, SourcesMissing, locate
 from contract_tests.profiles import PROFILES
 from contract_tests.scenarios import load_scenario, scenario_names
@@ -123,15 +132,16 @@ def summary(result: TierResult, out: TextIO) -> None:
             for clause in c.snakepit.clauses)
         print(f"  {c.status:<8} {c.scenario}{sides}{'  (' + c.reason + ')' if c.reason else ''}", file=out)
     for c in result.comparisons:
-        if c.status == DIVERGE and c.snakepit is not None and c.emulator is not None:
-            print(f"finding: {c.scenario} diverges", file=out)
+        if c.status in (DIVERGE, UNJUDGED) and c.snakepit is not None and c.emulator is not None:
+            print(f"finding: {c.scenario} {'diverges' if c.status == DIVERGE else 'was not judged'}", file=out)
             for label, side in (("real Snakepit", c.snakepit), ("emulator", c.emulator)):
                 print(f"  {label}: {side.clauses}", file=out)
                 for line in side.trace:
                     print("    " + line.replace("\n", "\n    "), file=out)
     counts = result.counts()
     print(f"e2e: Snakepit {result.version}, worker {result.worker}: {len(result.comparisons)} scenarios, "
-          f"{counts[AGREE]} agree, {counts[DIVERGE]} diverge, {counts[NOT_RUN]} not run", file=out)
+          f"{counts[AGREE]} agree, {counts[DIVERGE]} diverge, {counts[UNJUDGED]} unjudged, {counts[NOT_RUN]} not run",
+          file=out)
 
 
 def write_json(result: TierResult, report_dir: Path) -> Path:

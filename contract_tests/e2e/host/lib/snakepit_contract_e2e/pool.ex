@@ -130,6 +130,25 @@ defmodule SnakepitContractE2E.Pool do
     end)
   end
 
+  @doc """
+  Wait until every slot holds a live worker that the Pool has checked in: its stats count them all
+  available and none busy. Snakepit replies to a caller before it processes the check-in.
+  """
+  def wait_idle(size, timeout_ms) do
+    deadline = System.monotonic_time(:millisecond) + timeout_ms
+
+    Stream.repeatedly(fn -> Process.sleep(10) end)
+    |> Enum.find_value(fn _ ->
+      stats = Snakepit.Pool.get_stats()
+
+      cond do
+        stats.available == size and stats.busy == 0 and length(worker_os_pids()) == size -> :ok
+        System.monotonic_time(:millisecond) > deadline -> {:error, "pool stats #{inspect(stats)} after #{timeout_ms} ms"}
+        true -> nil
+      end
+    end)
+  end
+
   @doc "Each worker's gRPC channel, as Snakepit's GRPCWorker holds it."
   def channels do
     for {id, pid} <- workers() do

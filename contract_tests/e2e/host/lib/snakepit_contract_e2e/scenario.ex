@@ -75,7 +75,7 @@ defmodule SnakepitContractE2E.Scenario do
 
   defp expect_map(step, found, default \\ fn _ -> nil end) do
     step
-    |> Map.get("expect", %{})
+    |> expectation()
     |> Enum.map(fn {key, value} -> check(key, value, Map.get(found, key, default.(key))) end)
     |> first_failure()
   end
@@ -89,7 +89,7 @@ defmodule SnakepitContractE2E.Scenario do
   end
 
   defp apply_op("get_session", step, state) do
-    expect = Map.get(step, "expect", %{})
+    expect = expectation(step)
     session = Store.get(step["session"])
 
     checks = [
@@ -137,7 +137,7 @@ defmodule SnakepitContractE2E.Scenario do
 
     failure =
       step
-      |> Map.get("expect", %{})
+      |> expectation()
       |> Enum.map(fn {key, value} -> check("stats[#{inspect(key)}]", value, Map.get(stats, String.to_atom(key))) end)
       |> first_failure()
 
@@ -184,6 +184,13 @@ defmodule SnakepitContractE2E.Scenario do
     {state, judge(step, outcome, state)}
   end
 
+  defp apply_op("wait_idle", _step, state) do
+    case Pool.wait_idle(state.pool["size"], @call_timeout_ms) do
+      :ok -> {state, nil}
+      {:error, why} -> {state, {"every worker ready and free within #{@call_timeout_ms} ms", why}}
+    end
+  end
+
   defp apply_op("cleanup_session_on_workers", step, state) do
     request = %Snakepit.Bridge.CleanupSessionRequest{session_id: step["session"]}
 
@@ -198,7 +205,7 @@ defmodule SnakepitContractE2E.Scenario do
         answer
       end
 
-    wanted = Map.get(step, "expect", %{}) |> Map.get("ok", true)
+    wanted = step |> expectation() |> Map.get("ok", true)
     failed = Enum.reject(answers, &(&1 == "success=true"))
 
     failure =
@@ -229,7 +236,7 @@ defmodule SnakepitContractE2E.Scenario do
   end
 
   defp apply_op("leftovers", step, state) do
-    expect = step["expect"]
+    expect = expectation(step)
 
     checks = [
       expect["no_worker_process"] &&
@@ -311,8 +318,19 @@ defmodule SnakepitContractE2E.Scenario do
   defp describe(%{outcome: {:app_error, _, raw}, os_pid: pid}), do: "error from pid #{pid}: #{show(raw)}"
   defp describe(%{outcome: {:pool_error, kind}, result: result}), do: "pool error #{kind} (#{show(result)})"
 
+  @doc "The scenario profile this Snakepit belongs to: snakepit-<major>.<minor>."
+  def profile do
+    [major, minor | _] = String.split(snakepit_version(), ".")
+    "snakepit-#{major}.#{minor}"
+  end
+
+  # The step's expectation, with this profile's entry of expect_by_profile over it key by key.
+  defp expectation(step) do
+    Map.merge(Map.get(step, "expect", %{}), step |> Map.get("expect_by_profile", %{}) |> Map.get(profile(), %{}))
+  end
+
   defp judge(step, outcome, state) do
-    expect = Map.get(step, "expect", %{})
+    expect = expectation(step)
 
     case outcome.outcome do
       {:pool_error, kind} ->
