@@ -311,6 +311,8 @@ defmodule SnakepitContractE2E.Scenario do
   defp reason(%{python_type: type} = exception, _), do: {:app_error, type, Map.get(exception, :message, show(exception))}
   defp reason(:worker_exit, _), do: {:pool_error, "worker_crashed"}
   defp reason({:worker_exit, _}, _), do: {:pool_error, "worker_crashed"}
+  # 0.13.0: the GRPCWorker saw its process exit first and fails the calls it holds.
+  defp reason({:grpc_server_exited, _}, _), do: {:pool_error, "worker_crashed"}
   defp reason(atom, _) when is_atom(atom) and not is_nil(atom), do: {:pool_error, Atom.to_string(atom)}
   defp reason(_, whole), do: {:pool_error, "unclassified: " <> show(whole)}
 
