@@ -62,9 +62,12 @@ def _with_step(step: dict[str, Any]) -> dict[str, Any]:
         {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.7": {"ok": True}}},
         {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.13": {"okay": True}}},
         {"op": "wait_idle", "expect": {"ok": True}},
+        {"op": "execute", "tool": "contract.echo", "expect": {"pool_error": ["internal"]}},
+        {"op": "store_worker_session", "session": "s"},
     ],
     ids=["unknown-op", "missing-session", "unknown-expectation", "async-without-id", "negative-clock",
-         "bad-pool-error", "unknown-profile", "unknown-profile-expectation", "wait-idle-expects-nothing"],
+         "bad-pool-error", "unknown-profile", "unknown-profile-expectation", "wait-idle-expects-nothing",
+         "single-pool-error-list", "record-without-worker"],
 )
 def test_schema_rejects_malformed_steps(step: dict[str, Any]) -> None:
     """Ensure authoring mistakes are caught by the schema, not discovered at run time."""
@@ -125,3 +128,17 @@ def test_wait_idle_waits_for_the_check_in(wait: bool) -> None:
     steps = [nap, {"op": "wait_idle"}, call] if wait else [nap, call]
     violations = _run(_scenario(steps, queue_timeout_ms=100), SNAKEPIT_0_13)
     assert bool(violations) != wait, violations
+
+
+def test_pool_error_list_means_any_of_them_and_a_recorded_worker_routes() -> None:
+    """Ensure a list of pool errors accepts each kind in it only, and store_worker_session steers routing."""
+    recorded = {"op": "store_worker_session", "session": "s", "worker_id": "gone_worker_1"}
+    call: dict[str, Any] = {"op": "execute", "session": "s", "tool": "contract.whoami", "clause": "SESSION-010",
+                            "affinity": "strict_fail_fast"}
+    accepts = {**call, "expect": {"pool_error": ["internal", "session_worker_unavailable"]}}
+    refuses = {**call, "expect": {"pool_error": ["internal", "worker_shutting_down"]}}
+    steps = [{"op": "wait_idle"}, recorded, accepts, refuses]
+    assert not list(VALIDATOR.iter_errors(_scenario(steps)))
+    violations = _run(_scenario(steps), SNAKEPIT_0_13)["SESSION-010"]
+    assert len(violations) == 1 and "step 4 execute" in str(violations[0])
+    assert "session_worker_unavailable" in str(violations[0])
