@@ -136,7 +136,7 @@ def test_pool_error_list_means_any_of_them_and_a_recorded_worker_routes() -> Non
     call: dict[str, Any] = {"op": "execute", "session": "s", "tool": "contract.whoami", "clause": "SESSION-010",
                             "affinity": "strict_fail_fast"}
     accepts = {**call, "expect": {"pool_error": ["internal", "session_worker_unavailable"]}}
-    refuses = {**call, "expect": {"pool_error": ["internal", "worker_shutting_down"]}}
+    refuses = {**call, "expect": {"pool_error": ["internal", "worker_crashed"]}}
     steps = [{"op": "wait_idle"}, recorded, accepts, refuses]
     assert not list(VALIDATOR.iter_errors(_scenario(steps)))
     violations = _run(_scenario(steps), SNAKEPIT_0_13)["SESSION-010"]
