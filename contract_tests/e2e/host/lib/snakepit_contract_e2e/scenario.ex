@@ -342,10 +342,12 @@ defmodule SnakepitContractE2E.Scenario do
   defp judge(step, outcome, state) do
     expect = expectation(step)
 
+    wanted = expect["pool_error"]
+
     case outcome.outcome do
       # A list means any one of these: Snakepit races between outcomes.
-      {:pool_error, kind} when is_list(expect["pool_error"]) ->
-        if kind in expect["pool_error"], do: nil, else: {"pool error in #{show(expect["pool_error"])}", "pool error = #{show(kind)}"}
+      {:pool_error, kind} when is_list(wanted) ->
+        if kind in wanted, do: nil, else: {"pool error in #{show(wanted)}", "pool error = #{show(kind)}"}
 
       {:pool_error, kind} ->
         check("pool error", expect["pool_error"], kind)
