@@ -414,23 +414,12 @@ class HostEmulator:
                 raise TimeoutError(f"waited {timeout} s for call #{count} of {method}; saw {seen}")
             return [c for c in self._calls if c.method == method][count - 1]
 
-    def wait_for_answered_peers(self, method: str, count: int, timeout: float) -> set[str]:
-        """Block until calls of `method` from `count` distinct peers (connections) have been answered OK.
-
-        Each worker dials the Elixir side on its own channel, so this tells when that many workers have
-        had, say, a Heartbeat answered. Returns the peers; TimeoutError names how many there were.
-        """
+    def answered_peers(self, method: str) -> set[str]:
+        """The peers (client connections) that have had a call of `method` answered OK; one per worker channel."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
-
-        def answered() -> set[str]:
+        with self._lock:
             return {c.peer for c in self._calls if c.method == method and c.status is grpc.StatusCode.OK}
-
-        with self._calls_changed:
-            if not self._calls_changed.wait_for(lambda: len(answered()) >= count, timeout):
-                raise TimeoutError(f"waited {timeout} s for {method} answered to {count} peers; "
-                                   f"answered {len(answered())}")
-            return answered()
 
     def clear_calls(self) -> None:
         """Forget the calls logged so far."""
