@@ -245,11 +245,14 @@ def test_sweep_removes_only_containers_of_dead_owners(image: str) -> None:
 
 
 def _suite(tmp_path: Path) -> subprocess.Popen[bytes]:
-    """A suite run against the image whose PROC-012 check keeps a container up for a few seconds."""
+    """A suite run against the image whose PROC-012 check keeps a container up for a few seconds; its temp files
+    go to tmp_path/tmp, where a SIGKILLed run's leftovers stay the test's own."""
+    (tmp_path / "tmp").mkdir()
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "--profile", "snakepit-0.13",
          "--worker-image", IMAGE, "--only", "PROC-012", str(REPO / "contract_tests" / "clauses" / "test_process.py")],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
 
 
 def _owned_by(pid: int) -> list[dict[str, Any]]:
@@ -273,6 +276,7 @@ def test_interrupted_run_removes_its_containers(image: str, tmp_path: Path, sig:
         run.send_signal(sig)
         run.wait(60)
         assert not _owned_by(run.pid)
+        assert not list((tmp_path / "tmp").glob("snakepit-contract-*")), "the worker's temp dir outlived the run"
     finally:
         run.kill()
         run.wait()
