@@ -90,8 +90,13 @@ def run(tag: str, scenario_names: list[str], worker: Worker, timeout_s: float | 
     """Run the scenarios in one container; it is removed afterwards, also on error or Ctrl-C."""
     from testcontainers.core.container import DockerContainer
 
+    from contract_tests import container as worker_containers
+
     timeout_s = timeout_s or _BASE_TIMEOUT_S + _PER_SCENARIO_S * len(scenario_names)
-    container = DockerContainer(tag, network_mode="none", labels={LABEL: "1"})
+    # The owner label lets the next run (of this tier or of the suite) remove the container of a SIGKILLed one.
+    worker_containers.sweep_orphans()
+    container = DockerContainer(tag, network_mode="none",
+                                labels={LABEL: "1", worker_containers.OWNER_LABEL: worker_containers.owner_identity()})
     container.with_command([f"{CONTAINER_SCENARIOS}/{name}.json" for name in scenario_names])
     container.with_volume_mapping(str(SCENARIO_DIR), CONTAINER_SCENARIOS, "ro")
     for host_path, inside in worker.mounts:
