@@ -170,7 +170,17 @@ def _report_stamp(report_dir: Path) -> tuple[int, int, int] | None:
     return found.st_ino, found.st_mtime_ns, found.st_size
 
 
-def summary(status: int, report_dir: Path | None, baseline: Path | None) -> list[str]:
+def reproducible(repro: str, cli: Path) -> str:
+    """The report's reproduce line, runnable as printed: it names `snakepit-contract`, which is not on PATH when
+    the gate installed the kit into a venv of its own."""
+    name = "snakepit-contract"
+    on_path = shutil.which(name)
+    if not repro.startswith(name + " ") or (on_path is not None and Path(on_path).resolve() == cli.resolve()):
+        return repro
+    return shlex.quote(str(cli)) + repro[len(name):]
+
+
+def summary(status: int, report_dir: Path | None, baseline: Path | None, cli: Path) -> list[str]:
     """A few lines a reader of a CI log needs: the verdict, each judged failure, where the report is."""
     word = VERDICT_WORDS.get(status, f"exit {status}")
     if report_dir is None:
@@ -183,7 +193,8 @@ def summary(status: int, report_dir: Path | None, baseline: Path | None) -> list
              f"  profiles: {', '.join(document['profiles'])}; level: {document['level']}; "
              f"baseline: {baseline or 'none'}"]
     bad = [c for c in document["clauses"] if c["judged"] and c["outcome"] not in ("PASS", "SKIP", "XFAIL")]
-    lines += [f"  {c['outcome']:<8} {c['id']} [{c['profile']}]  reproduce: {c['repro']}" for c in bad]
+    lines += [f"  {c['outcome']:<8} {c['id']} [{c['profile']}]  reproduce: {reproducible(c['repro'], cli)}"
+              for c in bad]
     lines += [f"  {problem}" for problem in verdict["problems"]]
     xfail = sum(c["outcome"] == "XFAIL" for c in document["clauses"])
     if xfail:
@@ -225,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     status = _run(command)
     after = _report_stamp(args.report_dir)
     report_dir = args.report_dir if after is not None and after != before else None
-    print("\n".join(summary(status, report_dir, baseline)), flush=True)
+    print("\n".join(summary(status, report_dir, baseline, cli)), flush=True)
     if args.step_summary is not None:
         write_step_summary(args.step_summary, status, report_dir)
     return status

@@ -183,3 +183,18 @@ def test_the_worker_reaches_the_cli_unchanged(target: list[str], expected: list[
     assert argv == ["/kit/snakepit-contract", "run", "--profile", "all", "--level", "should",
                     "--report-dir", "conformance-report", *expected, "--baseline", "known.toml",
                     "--skip", "TOOL-*,RPC-*", "--only", "PROC-*"]
+
+
+def test_reproduce_lines_name_the_cli_the_gate_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ensure a reproduce line stays runnable when the gate's CLI is not the `snakepit-contract` on PATH (the kit
+    installed into the gate's own venv), and is left alone when it is."""
+    cli = tmp_path / "gate venv" / "bin" / "snakepit-contract"
+    cli.parent.mkdir(parents=True)
+    cli.write_text("#!/bin/sh\n")
+    cli.chmod(0o755)
+    repro = "snakepit-contract run --only TOOL-004 --profile snakepit-0.13 --worker-cmd 'node index.js'"
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    assert gate.reproducible(repro, cli) == f"'{cli}' run --only TOOL-004 --profile snakepit-0.13 --worker-cmd " \
+                                            "'node index.js'"
+    monkeypatch.setenv("PATH", str(cli.parent))
+    assert gate.reproducible(repro, cli) == repro
