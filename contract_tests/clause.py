@@ -1,7 +1,8 @@
 """Clauses: the catalogue (catalogue.toml) and the decorator that ties test functions to it.
 
-The catalogue is data: id, level, profiles, requirement, facts section and subject
-of every clause (what it judges: the worker, or the suite's emulated Elixir side).
+The catalogue is data: id, level, profiles, requirement, the docs/snakepit/ entries it
+rests on and subject of every clause (what it judges: the worker, or the suite's emulated
+Elixir side).
 Adding a check is one entry there plus one small test function decorated with
 `@clause("AREA-NNN")`; the decorator records which tests check which clause (for
 traceability) and marks the test so the plugin can select it by id, skip it for
@@ -52,7 +53,7 @@ class Clause:
     level: Level
     requirement: str
     profiles: frozenset[str]
-    facts: str
+    rests_on: tuple[str, ...]
     area: str
     area_title: str
     subject: str = WORKER
@@ -76,18 +77,21 @@ def _parse_clause(clause_id: str, entry: dict[str, Any], areas: dict[str, str]) 
     try:
         level = Level(entry["level"])
         profiles = frozenset(entry["profiles"])
-        requirement, facts = str(entry["requirement"]), str(entry["facts"])
+        requirement = str(entry["requirement"])
+        rests_on = tuple(str(anchor) for anchor in entry["rests_on"])
         subject = str(entry.get("subject", WORKER))
     except (KeyError, ValueError) as err:
-        raise CatalogueError(f"{clause_id}: needs level (MUST/SHOULD/MAY), profiles, requirement, facts: {err}") \
+        raise CatalogueError(f"{clause_id}: needs level (MUST/SHOULD/MAY), profiles, requirement, rests_on: {err}") \
             from None
+    if not rests_on or isinstance(entry["rests_on"], str):
+        raise CatalogueError(f"{clause_id}: rests_on must list the anchors of one or more docs/snakepit/ entries")
     if not profiles or profiles - set(PROFILES):
         raise CatalogueError(f"{clause_id}: profiles must be a non-empty subset of {sorted(PROFILES)}")
     if subject not in SUBJECTS:
         raise CatalogueError(f"{clause_id}: subject must be one of {', '.join(SUBJECTS)}, not {subject!r}")
     if level.value not in requirement:
         raise CatalogueError(f"{clause_id}: the requirement sentence must say {level.value}")
-    return Clause(clause_id, level, requirement, profiles, facts, area, areas[area], subject)
+    return Clause(clause_id, level, requirement, profiles, rests_on, area, areas[area], subject)
 
 
 def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Clause]:

@@ -211,7 +211,7 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         "Subject:     " + ("the worker" if found.judges_worker else
                            f"{found.subject}: the suite's emulated Elixir side, a self-check that never decides "
                            "the worker's verdict (the live Elixir tier judges real Snakepit on it)"),
-        f"Rests on:    {found.facts} of the Snakepit facts; the contract is explained in docs/contract.md",
+        f"Rests on:    {', '.join(found.rests_on)} (docs/snakepit/); the contract is explained in docs/contract.md",
         f"Judged at:   --level {', '.join(k for k, levels in LEVELS.items() if found.level in levels)}"
         + ("" if found.level is Level.MUST else "; below that a failure is only a warning"),
         "Checked by:",

@@ -17,11 +17,14 @@ def test_every_clause_has_a_test_and_every_test_a_clause() -> None:
     assert sorted(registry) == sorted(TESTS), set(registry) ^ set(TESTS)
 
 
-def test_requirement_sentences_are_one_line_and_cite_facts() -> None:
-    """Ensure each clause reads as one sentence and rests on a facts section."""
+def test_requirement_sentences_are_one_line_and_rest_on_entries() -> None:
+    """Ensure each clause reads as one sentence and rests on at least one docs/snakepit/ entry."""
     for found in load_catalogue().values():
         assert found.requirement.endswith(".") and "\n" not in found.requirement, found.id
-        assert found.facts.startswith("§"), found.id
+        assert found.rests_on, found.id
+
+
+P = "[clauses.PROC-001]\n"
 
 
 @pytest.mark.parametrize(
@@ -29,9 +32,11 @@ def test_requirement_sentences_are_one_line_and_cite_facts() -> None:
     [
         ('[clauses.PROC-1]\nlevel="MUST"', "AREA-NNN"),
         ('[clauses.ZZZ-001]\nlevel="MUST"', "not listed in [areas]"),
-        ('[clauses.PROC-001]\nlevel="OUGHT"\nprofiles=["snakepit-0.6"]\nrequirement="x"\nfacts="§1"', "MUST/SHOULD"),
-        ('[clauses.PROC-001]\nlevel="MUST"\nprofiles=["snakepit-9"]\nrequirement="x MUST"\nfacts="§1"', "subset"),
-        ('[clauses.PROC-001]\nlevel="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x SHOULD"\nfacts="§1"', "say MUST"),
+        (P + 'level="OUGHT"\nprofiles=["snakepit-0.6"]\nrequirement="x"\nrests_on=["a"]', "MUST/SHOULD"),
+        (P + 'level="MUST"\nprofiles=["snakepit-9"]\nrequirement="x MUST"\nrests_on=["a"]', "subset"),
+        (P + 'level="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x SHOULD"\nrests_on=["a"]', "say MUST"),
+        (P + 'level="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x MUST"\nrests_on=[]', "rests_on"),
+        (P + 'level="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x MUST"\nrests_on="x"', "rests_on"),
     ],
 )
 def test_malformed_catalogue_is_rejected_with_the_clause_named(tmp_path: Path, entry: str, problem: str) -> None:

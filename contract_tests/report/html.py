@@ -158,7 +158,7 @@ def _details(result: ClauseResult) -> str:
     parts += [f"<details><summary>{escape(e.title)}</summary><pre>{escape(e.text)}</pre></details>"
               for e in result.evidence]
     parts += [f"<p>Full worker output: <a href='workers/{escape(n)}'>workers/{escape(n)}</a></p>" for n in result.logs]
-    parts.append(f"<p class='muted'>Facts {escape(result.clause.facts)} · checked by "
+    parts.append(f"<p class='muted'>Rests on {escape(', '.join(result.clause.rests_on))} · checked by "
                  f"{escape(', '.join(result.tests) or 'no test')}</p>")
     is_open = " open" if result.outcome in FAILING | {Outcome.ERROR} and result.judged else ""
     return (f"<details{is_open}><summary>{escape(result.clause.requirement)}</summary>"

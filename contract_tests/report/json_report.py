@@ -1,4 +1,4 @@
-"""conformance.json: the machine-readable report, versioned by conformance.schema.json (schema_version 2)."""
+"""conformance.json: the machine-readable report, versioned by conformance.schema.json (schema_version 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from contract_tests.clause import SUBJECTS, Level
 from contract_tests.report.model import ClauseResult, Outcome, RunReport
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def load_schema() -> dict[str, Any]:
@@ -34,7 +34,7 @@ def _clause(result: ClauseResult) -> dict[str, Any]:
         "subject": result.clause.subject,
         "judged": result.judged,
         "requirement": result.clause.requirement,
-        "facts": result.clause.facts,
+        "rests_on": list(result.clause.rests_on),
         "outcome": result.outcome.value,
         "reason": result.reason,
         "duration_s": result.duration_s,

@@ -86,7 +86,7 @@ def _detailed(result: ClauseResult) -> list[str]:
         f"### {ICONS[result.outcome]} {result.clause.id} · {result.profile} · {result.clause.level.value} · "
         f"{result.outcome.value}",
         "",
-        f"**Requirement** ({result.clause.facts}): {result.clause.requirement}",
+        f"**Requirement** (rests on {', '.join(result.clause.rests_on)}): {result.clause.requirement}",
         "",
         _fence(result.reason or "(no reason recorded)"),
         "",
