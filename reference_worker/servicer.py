@@ -75,9 +75,17 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
         return pb.GetSessionResponse(session_id=request.session_id, tool_count=len(CATALOGUE))
 
     async def ExecuteTool(self, request: pb.ExecuteToolRequest, context: Context) -> pb.ExecuteToolResponse:
-        started = time.perf_counter_ns()
         state = self._state
         state.call_count += 1
+        state.calls_running += 1
+        try:
+            return await self._execute(request, context)
+        finally:
+            state.calls_running -= 1
+
+    async def _execute(self, request: pb.ExecuteToolRequest, context: Context) -> pb.ExecuteToolResponse:
+        started = time.perf_counter_ns()
+        state = self._state
         try:
             handler = UNARY.get(request.tool_name)
             if handler is None:
@@ -108,6 +116,7 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
         """Payload chunks `<tool>-<n>`, then one empty final chunk; failures abort INTERNAL, error inside."""
         state = self._state
         state.call_count += 1
+        state.calls_running += 1
         name = request.tool_name
         sent = 0
         try:
@@ -133,6 +142,8 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
             raise
         except Exception as exc:
             await context.abort(grpc.StatusCode.INTERNAL, self._error_message(_as_tool_error(exc), request))
+        finally:
+            state.calls_running -= 1
         yield pb.ToolChunk(chunk_id=f"{name}-{sent + 1}", is_final=True)
 
     async def StreamTelemetry(self, controls: Any, context: Context) -> AsyncIterator[pb.TelemetryEvent]:

@@ -39,6 +39,7 @@ class WorkerState:
     elixir: ElixirClient | None
     pid: int = field(default_factory=os.getpid)
     call_count: int = 0
+    calls_running: int = 0
     stream_chunks_produced: int = 0
     session_programs: dict[str, dict[str, Program]] = field(default_factory=dict)
     global_programs: dict[str, Program] = field(default_factory=dict)
@@ -212,6 +213,7 @@ async def whoami(call: Call) -> Any:
         "instance_name": state.instance_name,
         "session_id": call.request.session_id,
         "call_count": state.call_count,
+        "calls_running": state.calls_running,
         "stream_chunks_produced": state.stream_chunks_produced,
         "correlation_id": call.correlation_id(),
         "metadata": dict(call.request.metadata),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import grpc
@@ -140,3 +141,54 @@ def test_survives_cancelled_call(worker: WorkerProcess, contract_settings: Setti
     expect(worker.is_alive(), "worker after a cancelled call", "alive", worker.poll())
     worker.client.ping("after-cancel")
 
+
+
+# How soon an abandoned call must be seen stopped: judged by whoami calls sent after this bound (their answers may
+# be late on a loaded machine; what they report is what counts).
+STOP_BOUND_S = 1.0
+
+
+def _calls_running(client: WorkerClient) -> int:
+    reply = client.execute("contract.whoami", timeout=10)
+    expect(reply.ok and isinstance(reply.value, dict) and isinstance(reply.value.get("calls_running"), int),
+           "contract.whoami", "an object with an integer calls_running", reply.error or reply.value)
+    running: int = reply.value["calls_running"]
+    return running
+
+
+def _wait_running(client: WorkerClient, bound_s: float) -> None:
+    """Until the worker reports the sleep running beside this whoami (it has reached the worker)."""
+    deadline = time.monotonic() + bound_s
+    while (running := _calls_running(client)) < 2:
+        expect(time.monotonic() < deadline, "contract.whoami calls_running while contract.sleep runs",
+               ">= 2 (the sleep and this whoami)", running)
+        time.sleep(0.05)
+
+
+def _expect_stopped(client: WorkerClient, abandoned_at: float, bound_s: float, how: str) -> None:
+    """A whoami sent more than `bound_s` after the call was abandoned must no longer count the sleep."""
+    while True:
+        sent = time.monotonic()
+        running = _calls_running(client)
+        if running <= 1:
+            return
+        expect(sent - abandoned_at <= bound_s, f"contract.sleep {how}",
+               f"stopped within {bound_s:.1f} s (calls_running 1)",
+               f"calls_running {running} {sent - abandoned_at:.2f} s later")
+        time.sleep(0.05)
+
+
+@clause("RPC-011")
+@requires_tools("contract.sleep", "contract.whoami")
+def test_abandoned_call_stops(client: WorkerClient, contract_settings: Settings) -> None:
+    scale = contract_settings.timeout_scale
+    bound = STOP_BOUND_S * scale
+    call = client.execute_future("contract.sleep", {"seconds": 30})
+    _wait_running(client, 10 * scale)
+    call.cancel()
+    _expect_stopped(client, time.monotonic(), bound, "cancelled by its caller")
+    # Past its deadline: no need to see it running first; a sleep that never arrived shows as stopped.
+    call = client.execute_future("contract.sleep", {"seconds": 30}, timeout=1.0 * scale)
+    with contextlib.suppress(grpc.RpcError):
+        call.result()
+    _expect_stopped(client, time.monotonic(), bound, f"past its {1.0 * scale:.1f} s deadline")
