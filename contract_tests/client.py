@@ -100,6 +100,11 @@ class TelemetryStream:
             time.sleep(0.01)
         return self.initial_metadata_at is not None
 
+    def wait_end(self, timeout_s: float) -> grpc.StatusCode | None:
+        """The stream's final status once it ended, or None if it is still open after `timeout_s`."""
+        self._reader.join(timeout=timeout_s)
+        return self.code
+
     def close(self) -> None:
         self._controls.put(None)
         self._call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves Call.cancel untyped

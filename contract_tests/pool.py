@@ -444,6 +444,12 @@ class PoolEmulator:
         with self._cond:
             return [s.worker_id for s in self._slots]
 
+    def worker_sessions(self) -> set[str]:
+        """The session id each ready worker gets on the wire (the one the HeartbeatMonitor beats)."""
+        with self._cond:
+            return {s.process.client.session_id for s in self._slots
+                    if s.state == "ready" and s.process is not None and s.process.client is not None}
+
     def worker(self, worker_id: str) -> WorkerProcess:
         """The OS process currently behind a worker id (KeyError if that id has none)."""
         with self._cond:
