@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -82,14 +83,17 @@ def test_schema_accepts_per_profile_expectations_and_wait_idle() -> None:
     assert not list(VALIDATOR.iter_errors({**load_scenario("session/create-is-idempotent"), "steps": steps}))
 
 
-def _run(scenario: dict[str, Any], profile: Profile) -> dict[str, list[ContractViolation]]:
-    """Run a scenario through the pool emulator with the reference worker."""
+FORWARDING_WORKER = (sys.executable, str(Path(__file__).parent / "data" / "forwarding_worker.py"))
+
+
+def _run(scenario: dict[str, Any], profile: Profile,
+         command: tuple[str, ...] = (sys.executable, "-m", "reference_worker")) -> dict[str, list[ContractViolation]]:
+    """Run a scenario through the pool emulator with the reference worker (or `command`)."""
     runner: ScenarioRunner | None = None
 
     def make_spec() -> WorkerSpec:
         assert runner is not None
-        return WorkerSpec(command=(sys.executable, "-m", "reference_worker"), profile=profile,
-                          elixir_address=runner.host.elixir_address_for_worker)
+        return WorkerSpec(command=command, profile=profile, elixir_address=runner.host.elixir_address_for_worker)
 
     runner = ScenarioRunner(scenario, profile, make_spec)
     return runner.run()
@@ -142,3 +146,11 @@ def test_pool_error_list_means_any_of_them_and_a_recorded_worker_routes() -> Non
     violations = _run(_scenario(steps), SNAKEPIT_0_13)["SESSION-010"]
     assert len(violations) == 1 and "step 4 execute" in str(violations[0])
     assert "session_worker_unavailable" in str(violations[0])
+
+
+@pytest.mark.parametrize("name", ["session/get-extends-ttl", "session/stats-move"])
+def test_a_worker_forwarding_its_session_to_elixir_is_not_the_scenarios(name: str) -> None:
+    """Ensure a worker that proxies InitializeSession and Heartbeat to Elixir, as Snakepit's own bridge does,
+    neither adds an expiry nor a session to the scenario's counts: Snakepit's heartbeats keep that session alive.
+    """
+    assert _run(load_scenario(name), SNAKEPIT_0_13, FORWARDING_WORKER) == {}
