@@ -15,6 +15,7 @@ import inspect
 import pkgutil
 import shlex
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from contract_tests.report.extras import ReportExtras, ReportInputError, load_be
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
 from contract_tests.report.terminal import Progress
 from contract_tests.settings import DEFAULT_WORKER_CMD, Settings
+from contract_tests.snakepit_sources import ENTRIES, SourcesUnavailable, check_citations, directory_reader, git_reader
 from contract_tests.verdicts import REPORT
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_HARNESS, EXIT_USAGE = 0, 1, 2, 3
@@ -79,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="Print a clause's requirement, its checks and how to reproduce it")
     explain.add_argument("clause", help="Clause id, e.g. PROC-010")
     explain.add_argument("--worker-cmd", help="Worker command to put in the reproduce line")
+    check = sub.add_parser("sources-check", help="Confirm every cited line range of Snakepit's source still holds "
+                                                 "the cited code (docs/snakepit/README.md)")
+    check.add_argument("--snakepit-repo", type=Path, help="A git checkout or git directory of Snakepit with its tags")
+    check.add_argument("--snakepit-sources", type=Path,
+                       help="A sources directory laid out as DIR/<version>/snakepit/ (docs/e2e.md)")
     bench_command.add_parser(sub)
     return parser
 
@@ -196,6 +203,40 @@ def _checks(clause_id: str) -> list[str]:
     return lines
 
 
+def _rests_on(found: Clause) -> list[str]:
+    lines = []
+    for anchor in found.rests_on:
+        entry = ENTRIES[anchor]
+        lines.append(f"  {anchor}: {entry.title}  ({entry.doc})")
+        for era in entry.eras:
+            lines.append(textwrap.fill(era.summary, width=116, initial_indent=f"    Snakepit {era.releases}: ",
+                                       subsequent_indent="      "))
+            lines += [f"      {c.tag} {c.path}:{c.first}-{c.last}  {c.url}" for c in era.citations]
+    return lines
+
+
+def _sources_check(args: argparse.Namespace, out: TextIO) -> int:
+    readers, problems = [], []
+    for given, make in ((args.snakepit_repo, git_reader), (args.snakepit_sources, directory_reader)):
+        if given is not None:
+            try:
+                readers.append(make(given))
+            except SourcesUnavailable as missing:
+                problems.append(str(missing))
+    result = check_citations(ENTRIES.values(), readers)
+    if result.checked == 0:
+        reason = "; ".join(problems) or "give --snakepit-repo DIR or --snakepit-sources DIR"
+        if readers:
+            reason = f"none of the cited tags is in the sources given ({result.unavailable} citations)"
+        print(f"NOT-RUN: no Snakepit sources to check the citations against: {reason}", file=out)
+        return EXIT_HARNESS
+    for line in result.problems:
+        print(line, file=out)
+    skipped = f"; {result.unavailable} at tags the sources lack, not checked" if result.unavailable else ""
+    print(f"{result.checked - len(result.problems)}/{result.checked} citations hold{skipped}", file=out)
+    return EXIT_NOT_CONFORMANT if result.problems else EXIT_CONFORMANT
+
+
 def _explain(args: argparse.Namespace, out: TextIO) -> int:
     registry = load_clauses()
     found = registry.get(args.clause.upper())
@@ -211,7 +252,8 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         "Subject:     " + ("the worker" if found.judges_worker else
                            f"{found.subject}: the suite's emulated Elixir side, a self-check that never decides "
                            "the worker's verdict (the live Elixir tier judges real Snakepit on it)"),
-        f"Rests on:    {', '.join(found.rests_on)} (docs/snakepit/); the contract is explained in docs/contract.md",
+        "Rests on:    what Snakepit does (docs/snakepit/); the contract is explained in docs/contract.md",
+        *_rests_on(found),
         f"Judged at:   --level {', '.join(k for k, levels in LEVELS.items() if found.level in levels)}"
         + ("" if found.level is Level.MUST else "; below that a failure is only a warning"),
         "Checked by:",
@@ -223,8 +265,8 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_CONFORMANT
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {"run": _run, "list": _list, "explain": _explain,
-                                                                 "bench": bench_command.run}
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "run": _run, "list": _list, "explain": _explain, "sources-check": _sources_check, "bench": bench_command.run}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -39,7 +39,7 @@ _correlation_ids = itertools.count(1)
 
 
 def worker_session_id() -> str:
-    """A session id shaped like Snakepit's: session_<unique int>_<µs> (facts §2.4)."""
+    """A session id shaped like Snakepit's: session_<unique int>_<µs> (snakepit: worker-session-id)."""
     return f"session_{next(_correlation_ids)}_{time.time_ns() // 1000}"
 
 
@@ -145,13 +145,13 @@ class WorkerClient:
         return reply
 
     def heartbeat(self, session_id: str | None = None, timeout: float | None = 10.0) -> pb.HeartbeatResponse:
-        # Snakepit leaves client_time unset (facts §3.3).
+        # Snakepit leaves client_time unset (snakepit: heartbeat).
         request = pb.HeartbeatRequest(session_id=session_id or self.session_id)
         reply: pb.HeartbeatResponse = self._unary("Heartbeat", request, timeout)
         return reply
 
     def initialize_session(self, timeout: float | None = 30.0) -> pb.InitializeSessionResponse:
-        """InitializeSession as Snakepit 0.13 sends it after the handshake (facts §3.3)."""
+        """InitializeSession as Snakepit 0.13 sends it after the handshake (snakepit: worker-session-init)."""
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         request = pb.InitializeSessionRequest(
@@ -175,7 +175,7 @@ class WorkerClient:
         correlation_id: str | None = None,
         stream: bool = False,
     ) -> tuple[pb.ExecuteToolRequest, Headers]:
-        """The request and headers the profile's client would send (facts §3.3, §3.9)."""
+        """The request and headers the profile's client would send (snakepit: correlation-id)."""
         metadata: dict[str, str] = {}
         headers: Headers = ()
         if self.profile.correlation_header:

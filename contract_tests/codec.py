@@ -1,9 +1,9 @@
 """Encode requests and decode replies exactly as Snakepit's Elixir client does.
 
 Parameters travel as JSON text inside `Any.value` under the StringValue
-type_url (facts §3.4); results are JSON in `Any.value` with the type_url
-ignored (facts §3.5); application errors are parsed the way v0.13's
-PythonTranslation does, or kept as text for v0.6 (facts §3.6).
+type_url (snakepit: parameter-encoding); results are JSON in `Any.value` with the type_url
+ignored (snakepit: result-encoding); application errors are parsed the way v0.13's
+PythonTranslation does, or kept as text for v0.6 (snakepit: error-format).
 """
 
 from __future__ import annotations

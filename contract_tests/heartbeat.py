@@ -1,4 +1,4 @@
-"""Snakepit 0.13's HeartbeatMonitor: Heartbeat every 2 s, 10 s deadline (facts §6.A).
+"""Snakepit 0.13's HeartbeatMonitor: Heartbeat every 2 s, 10 s deadline (snakepit: heartbeat).
 
 With the default transport one failed, late or `session_valid=false` reply
 fails a dependent worker at once; the monitor records why and calls back

@@ -46,9 +46,9 @@ METHODS: tuple[str, ...] = (
     "StreamTelemetry",
 )
 
-# Well above the reference worker's 100 MiB (facts §3.1) so the host is never the limiting side.
+# Well above the reference worker's 100 MiB (snakepit: message-size) so the host is never the limiting side.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-# BridgeServer tags every JSON value it sends with this type_url (facts §4.2).
+# BridgeServer tags every JSON value it sends with this type_url (snakepit: bridge-server-parameters).
 STRING_VALUE_TYPE_URL = "type.googleapis.com/google.protobuf.StringValue"
 
 _M = TypeVar("_M", bound=Message)
@@ -119,7 +119,7 @@ class _JsonDecodeError(Exception):
 
 
 def _timestamp_now() -> timestamp_pb2.Timestamp:
-    # `System.system_time(:second)`, nanos 0 (facts §4.2).
+    # `System.system_time(:second)`, nanos 0 (snakepit: bridge-server-sessions).
     return timestamp_pb2.Timestamp(seconds=int(time.time()), nanos=0)
 
 
@@ -253,8 +253,8 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 def has_session_quota(profile: Profile) -> bool:
-    """SessionStore quotas arrived in v0.6.7 (facts §1); before that the session table was unbounded."""
-    return _version_tuple(profile.snakepit_version) >= (0, 6, 7)
+    """SessionStore quotas arrived in v0.6.6 (snakepit: session-quota); before, the session table was unbounded."""
+    return _version_tuple(profile.snakepit_version) >= (0, 6, 6)
 
 
 class HostEmulator:
@@ -277,7 +277,7 @@ class HostEmulator:
         if store is None:
             store = SessionStore(max_sessions=DEFAULT_MAX_SESSIONS if has_session_quota(profile) else None)
         self.store = store
-        # Name/metadata validation and insert_new arrived in v0.6.8 (facts §1, §4.2).
+        # Name/metadata validation and insert_new arrived in v0.6.6 (snakepit: tool-registration).
         self.tools = ToolRegistry(validate=profile.validates_tool_names)
         self.faults = Faults()
         self._sweep_interval_s = sweep_interval_s
@@ -387,7 +387,7 @@ class HostEmulator:
 
     @property
     def elixir_address_for_worker(self) -> str:
-        """The `--elixir-address` Snakepit would pass: localhost at v0.6, 127.0.0.1 at v0.13 (facts §2.1)."""
+        """The `--elixir-address` Snakepit would pass: localhost at 0.6, 127.0.0.1 later (snakepit: elixir-address)."""
         return f"{self.profile.elixir_host}:{self.port}"
 
     # -- call log --
@@ -536,7 +536,7 @@ class HostEmulator:
         self._finish(call, grpc.StatusCode.OK, None)
         return response
 
-    # -- RPC behaviours (HEAD:lib/snakepit/grpc/bridge_server.ex; facts §4.2) --
+    # -- RPC behaviours (v0.13.0 lib/snakepit/grpc/bridge_server.ex; snakepit: bridge-server-sessions) --
 
     def _ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingResponse:
         return pb.PingResponse(message=f"pong: {request.message}", server_time=_timestamp_now())
@@ -544,7 +544,7 @@ class HostEmulator:
     def _initialize_session(
         self, request: pb.InitializeSessionRequest, context: grpc.ServicerContext
     ) -> pb.InitializeSessionResponse:
-        # Idempotent; metadata of an existing session is not updated; config ignored (facts §4.2).
+        # Idempotent; metadata of an existing session is not updated; config ignored (snakepit: bridge-server-sessions).
         try:
             self.store.create_session(request.session_id, metadata=dict(request.metadata))
         except SessionStoreError as exc:
@@ -555,7 +555,7 @@ class HostEmulator:
     def _cleanup_session(
         self, request: pb.CleanupSessionRequest, context: grpc.ServicerContext
     ) -> pb.CleanupSessionResponse:
-        # `force` ignored; the session's tools stay in the registry (facts §9.16).
+        # `force` ignored; the session's tools stay in the registry (snakepit: cleanup-session).
         self.store.delete_session(request.session_id)
         return pb.CleanupSessionResponse(success=True, resources_cleaned=1)
 
@@ -568,14 +568,14 @@ class HostEmulator:
         return pb.GetSessionResponse(
             session_id=request.session_id,
             metadata=session.metadata,
-            # Bug kept (facts §9.10): the monotonic creation time is sent as if it were wall-clock.
+            # Bug kept (snakepit: bridge-server-sessions): the monotonic creation time is sent as if it were wall-clock.
             created_at=timestamp_pb2.Timestamp(seconds=int(session.created_at), nanos=0),
-            # Bug kept (facts §9.11): Elixir reads a `:tools` field Session does not have, so always 0.
+            # Bug kept (snakepit: bridge-server-sessions): Elixir reads a `:tools` field Session lacks, so always 0.
             tool_count=0,
         )
 
     def _heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
-        # The lookup touches last_accessed, so heartbeats keep the session alive (facts §4.2, §5).
+        # The lookup touches last_accessed, so heartbeats keep the session alive (snakepit: bridge-server-sessions).
         valid = self.store.get_session(request.session_id) is not None
         return pb.HeartbeatResponse(server_time=_timestamp_now(), session_valid=valid)
 
@@ -711,7 +711,7 @@ class HostEmulator:
         raise _Abort(grpc.StatusCode.INTERNAL, f"Worker not found: {tool.worker_id}")
 
     def _stream_telemetry(self, request: None, context: grpc.ServicerContext) -> list[pb.TelemetryEvent]:
-        # BridgeServer has no stream_telemetry/2: workers calling it get UNIMPLEMENTED (facts §4.2).
+        # BridgeServer has no stream_telemetry/2: workers calling it get UNIMPLEMENTED (snakepit: telemetry-stream).
         raise _Abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented: StreamTelemetry")
 
     # -- tool helpers --
@@ -726,7 +726,7 @@ class HostEmulator:
         return tool
 
     def _remote_failure(self, tool: RegisteredTool, parameters: Mapping[str, any_pb2.Any]) -> str:
-        """The error a `:remote` tool gets: no pool here, so its worker is never found (facts §9.13)."""
+        """What a `:remote` tool gets: no pool here, its worker is never found (snakepit: bridge-server-parameters)."""
         reason = f"Worker not found: {tool.worker_id}"
         if not self.profile.strict_elixir_parameters:
             # v0.6.0 wrapped `inspect(reason)` and decoded nothing first.
@@ -735,7 +735,7 @@ class HostEmulator:
         return f"Remote tool execution failed: {reason}"
 
     def _decode_parameters(self, parameters: Mapping[str, any_pb2.Any]) -> dict[str, Any]:
-        """`decode_tool_parameters`: JSON in every `Any.value` (facts §4.2, §9.12).
+        """`decode_tool_parameters`: JSON in every `Any.value` (snakepit: bridge-server-parameters).
 
         Strict (HEAD): a non-JSON value fails the call. Lenient (v0.6.0): the raw bytes are passed
         on, as text when they are UTF-8.

@@ -1,4 +1,4 @@
-"""Start and stop any worker command exactly as Snakepit does (facts §2).
+"""Start and stop any worker command exactly as Snakepit does (snakepit: launch-argv, shutdown-grace).
 
 The argv gets Snakepit's flags appended in Snakepit's order, the environment
 gets the profile's variables, stdout and stderr share one pipe, and readiness,
@@ -48,7 +48,7 @@ RUN_TAG_ENV = "SNAKEPIT_CONTRACT_RUN"
 RUN_TAG = uuid.uuid4().hex
 _OUTPUT_KEEP_BYTES = 64 * 1024
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-# Snakepit's connect retry: 5 attempts, min(50*2^(k-1), 500) ms + jitter (facts §2.4).
+# Snakepit's connect retry: 5 attempts, min(50*2^(k-1), 500) ms + jitter (snakepit: connect-retry).
 _CONNECT_ATTEMPTS = 5
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -75,7 +75,7 @@ def _truthy_group_env(env: dict[str, str]) -> bool:
 
 @dataclass
 class WorkerSpec:
-    """What to launch and how; build_argv/build_env apply the profile (facts §2.1)."""
+    """What to launch and how; build_argv/build_env apply the profile (snakepit: launch-argv)."""
 
     command: Sequence[str]
     profile: Profile
@@ -104,7 +104,7 @@ class WorkerSpec:
         # Snakepit passes an absolute script path and runs in its folder; a relative one would break there.
         command = [self.command[0], script, *self.command[2:]] if script else list(self.command)
         argv = [*command, *self.extra_args]
-        # Added only when no argument merely *contains* the flag (facts §2.1, §9.22).
+        # Added only when no argument merely *contains* the flag (snakepit: launch-argv).
         if not any("--port" in a for a in argv):
             argv += ["--port", "0"]
         if not any("--elixir-address" in a for a in argv):
@@ -119,7 +119,7 @@ class WorkerSpec:
     def build_env(self, ready_file: Path | None) -> dict[str, str]:
         # A container keeps its image's environment: it gets only what Snakepit adds, not this machine's.
         env = {} if self.image else dict(os.environ)
-        # Set BEAM-wide by Snakepit's application start, hence inherited (facts §2.1).
+        # Set BEAM-wide by Snakepit's application start, hence inherited (snakepit: launch-env).
         env.update(
             OPENBLAS_NUM_THREADS="1",
             OMP_NUM_THREADS="1",
@@ -153,7 +153,7 @@ class WorkerSpec:
         return env
 
     def cwd(self) -> str | None:
-        """Snakepit runs the worker in its script's folder (facts §2.1)."""
+        """Snakepit runs the worker in its script's folder (snakepit: launch-argv)."""
         script = self._script()
         return os.path.dirname(script) if script else None
 
@@ -286,7 +286,7 @@ class WorkerProcess:
         self.output = _Output(read_fd)
 
     def start(self) -> None:
-        """Spawn, wait for readiness, then the handshake of the profile (facts §2.4)."""
+        """Spawn, wait for readiness, then the handshake of the profile (snakepit: connect-retry)."""
         self.spawn()
         self.wait_ready()
         self.connect()
@@ -306,7 +306,7 @@ class WorkerProcess:
         return self.port
 
     def _check_process_group(self) -> bool:
-        """pgid == pid, re-checked for up to 250 ms after readiness (facts §2.4 step 2).
+        """pgid == pid, re-checked for up to 250 ms after readiness (snakepit: process-group).
 
         Never in a container: its engine stops it as a whole, and the runtime makes PID 1 a group leader anyway.
         """
@@ -371,7 +371,7 @@ class WorkerProcess:
             self.telemetry.close()
 
     def _heartbeat_failed(self, reason: str) -> None:
-        # A dependent worker is stopped at once (facts §6.A): graceful path at 0.13.
+        # A dependent worker is stopped at once (snakepit: heartbeat): graceful path at 0.13.
         self.events.append(f"stopped by the heartbeat monitor: {reason}")
         logger.warning("worker %s failed its heartbeat (%s); stopping it", self.pid, reason)
         # Only the process is stopped: the channel stays open until teardown, so later calls
@@ -459,7 +459,7 @@ class WorkerProcess:
             self.client.close()
 
     def stop(self, graceful: bool = True, grace_s: float | None = None) -> StopResult:
-        """SIGTERM, poll with backoff until the grace period, then SIGKILL (facts §2.7)."""
+        """SIGTERM, poll with backoff until the grace period, then SIGKILL (snakepit: shutdown-grace)."""
         if self.stop_result is not None:
             return self.stop_result
         started = time.monotonic()

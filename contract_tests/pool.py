@@ -60,12 +60,12 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def _legacy(profile: Profile) -> bool:
-    """v0.6.0's Pool for eras before strict affinity (v0.10.0, facts §1); v0.13.0's Pool from there on."""
+    """v0.6.0's Pool before strict affinity (v0.10.0, snakepit: routing-affinity); v0.13.0's Pool from there on."""
     return _version(profile.snakepit_version) < (0, 10, 0)
 
 
 def _port_status(returncode: int | None) -> int | None:
-    """Popen's -N (killed by signal N) as a BEAM Port reports it: 128 + N (facts §2.8)."""
+    """Popen's -N (killed by signal N) as a BEAM Port reports it: 128 + N (snakepit: restarts)."""
     if returncode is None or returncode >= 0:
         return returncode
     return 128 - returncode
@@ -116,12 +116,13 @@ class PoolTimings:
                 max_queue=1000,  # v0.6.0 pool.ex:19 @default_max_queue_size 1000
                 restart_max=3,  # v0.6.0 worker_starter.ex:167 Supervisor.init/2 without limits: OTP 3 in 5 s
                 restart_window_s=5.0,
-                reconcile_interval_s=None,  # reconciliation arrived in v0.9.1 (facts §2.5)
+                reconcile_interval_s=None,  # reconciliation arrived in v0.9.1 (snakepit: restarts)
                 stop_timeout_s=2.0,  # v0.6.0 grpc_worker.ex:556 @graceful_shutdown_timeout 2000
                 affinity_cache_ttl_s=60.0,  # v0.6.0 pool.ex:1041 expires_at = current_time + 60
                 supervisor_restart_max=3,  # v0.6.0 worker_supervisor.ex DynamicSupervisor.init: 3 in 5 s
                 supervisor_restart_window_s=5.0,
-                cleanup_timeout_s=None,  # ApplicationCleanup only kills `grpc_server.py` by run id (facts §2.9)
+                # ApplicationCleanup only kills `grpc_server.py` by run id (snakepit: orphan-cleanup)
+                cleanup_timeout_s=None,
                 health_check_interval_s=30.0,  # v0.6.0 grpc_worker.ex:747-750 Process.send_after(…, 30_000)
                 # v0.6.0 grpc_worker.ex:752-753 Client.health/2 without opts -> client.ex:86-88 ->
                 # client_impl.ex:9,31-35 @default_timeout 30_000
@@ -133,11 +134,11 @@ class PoolTimings:
             restart_max=3,  # HEAD worker_starter.ex:183-184, defaults.ex:428-429
             restart_window_s=5.0,
             reconcile_interval_s=1.0,  # HEAD defaults.ex:425, pool.ex:540,648
-            stop_timeout_s=6.0,  # HEAD defaults.ex:477-479 graceful_shutdown_timeout_ms (facts §2.7)
+            stop_timeout_s=6.0,  # HEAD defaults.ex:477-479 graceful_shutdown_timeout_ms (snakepit: shutdown-grace)
             affinity_cache_ttl_s=60.0,  # HEAD defaults.ex:1338-1340, pool.ex:1546
             supervisor_restart_max=3,  # HEAD worker_supervisor.ex:30-35, defaults.ex:430-431
             supervisor_restart_window_s=5.0,
-            cleanup_timeout_s=3.0,  # HEAD defaults.ex:1241-1254, runtime_cleanup.ex:27-61 (facts §2.7)
+            cleanup_timeout_s=3.0,  # HEAD defaults.ex:1241-1254, runtime_cleanup.ex:27-61 (snakepit: shutdown-grace)
             cleanup_poll_s=0.05,
             health_check_interval_s=30.0,  # HEAD defaults.ex:499-502, grpc_worker.ex:1093-1095
             health_check_timeout_s=5.0,  # HEAD defaults.ex:510-513, config.ex:820-825, grpc_worker.ex:1097-1100
@@ -182,7 +183,7 @@ class HealthPing:
 class _Gate:
     """A GRPCWorker's one-RPC-at-a-time line: the HEAD rpc_request_queue or the v0.6.0 mailbox (FIFO).
 
-    Separate from the Pool's busy flag: the Pool never learns of health pings (facts §3.1).
+    Separate from the Pool's busy flag: the Pool never learns of health pings (snakepit: one-call-at-a-time).
     """
 
     waiting: collections.deque[object] = field(default_factory=collections.deque)
@@ -348,7 +349,7 @@ class PoolEmulator:
         binary: Mapping[str, bytes] | None = None,
         correlation_id: str | None = None,
     ) -> Routed:
-        """`Snakepit.execute/3`: route by `session_id` (never sent on the wire, facts §9.15), queue if all busy."""
+        """`Snakepit.execute/3`: route by `session_id` (not sent, snakepit: worker-session-id), queue if all busy."""
         lease = self._checkout(tool, session_id, self._mode(affinity), timeout, queue=True)
         try:
             client = lease.process.client
@@ -358,7 +359,7 @@ class PoolEmulator:
             started = time.monotonic()
             try:
                 try:
-                    # The RPC deadline is the whole `timeout`, queue wait or not (facts §9.25).
+                    # The RPC deadline is the whole `timeout`, queue wait or not (snakepit: call-deadlines).
                     reply = client.execute_request(request, headers, timeout)
                 finally:
                     # Before the worker's reply starts its next queued RPC and the check-in its next call.
@@ -523,7 +524,7 @@ class PoolEmulator:
                 )
             return slot.worker_id
 
-    # -- routing (facts §5 table; HEAD pool.ex:1248-1420, v0.6.0 pool.ex:969-1059) ---------------------
+    # -- routing (snakepit: routing-affinity) ---------------------
     def _mode(self, affinity: str | None) -> str:
         return self.affinity if affinity is None else self._validate_mode(affinity)
 
@@ -702,7 +703,7 @@ class PoolEmulator:
             status = process.wait_exit(0.5)
         crashes = status is None and self.profile.non_ok_execute_status_crashes and not self._stopping
         if crashes:
-            # v0.6.0: CaseClauseError in the GRPCWorker; terminate/2 SIGKILLs the process (facts §9.3, §2.7).
+            # v0.6.0: CaseClauseError in the GRPCWorker; terminate/2 SIGKILLs it (snakepit: execute-status-crash).
             self._event(f"{lease.worker_id}: non-OK ExecuteTool status crashes the v0.6 GRPCWorker ({detail}); "
                         "immediate SIGKILL")
             process.send_signal(signal.SIGKILL, group=False)
@@ -722,7 +723,7 @@ class PoolEmulator:
             self._event(f"{where} failed: {detail}")
             return PoolError("rpc_error", f"{where}: {detail}", self._evidence())
 
-    # -- workers: start, death, restart escalation (facts §2.5, §2.8) ------------------------------------
+    # -- workers: start, death, restart escalation (snakepit: restarts) ------------------------------------
     def _new_id(self, index: int) -> str:
         return f"{self.pool_name}_worker_{index}_{next(_unique)}"
 
@@ -815,14 +816,14 @@ class PoolEmulator:
         if initial:
             slot.start_error, slot.state = err, "empty"
         elif not self._legacy and status in (0, 143):
-            # HEAD: {:error, :shutdown} stops the :transient child normally; nothing restarts it (facts §9.23).
+            # HEAD: {:error, :shutdown} stops the :transient child normally; nothing restarts it (snakepit: restarts).
             slot.state = "empty"
             self._event(f"{slot.worker_id}: startup exit {status} is :shutdown for a :transient child; slot empty")
         else:
             self._restart(slot, process, graceful=False)
         self._cond.notify_all()
 
-    # -- the GRPCWorker's own RPC line and health pings (facts §3.1-3.3, §7) ----------------------------
+    # -- the GRPCWorker's own RPC line and health pings (snakepit: one-call-at-a-time, ping) ------------------
     def _gate(self, process: WorkerProcess) -> _Gate:
         return self._gates.setdefault(process, _Gate())
 
@@ -1062,7 +1063,7 @@ class PoolEmulator:
             request.failure = PoolError(kind, why, self._evidence())
         self._cond.notify_all()
 
-    # -- stop (facts §2.7; HEAD application.ex:146-181, runtime_cleanup.ex:27-61) ----------------------
+    # -- stop (snakepit: shutdown-grace) ----------------------
     def _shutdown(self) -> dict[str, StopResult]:
         self._halt.set()
         if self._watcher.is_alive():
@@ -1164,7 +1165,7 @@ def _running(pid: int) -> bool:
 
 
 def _alive(process: WorkerProcess) -> bool:
-    """Our own unreaped pid, or members left in its group (a zombie counts as dead, facts §2.7).
+    """Our own unreaped pid, or members left in its group (a zombie counts as dead, snakepit: shutdown-grace).
 
     A reaped pid is never checked by number: it may already belong to someone else.
     """

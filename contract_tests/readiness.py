@@ -1,4 +1,4 @@
-"""Readiness waits: how Snakepit learns a worker's port (facts §2.3).
+"""Readiness waits: how Snakepit learns a worker's port (snakepit: readiness-line, readiness-file).
 
 `ReadyFileWait` polls SNAKEPIT_READY_FILE every 50 ms like v0.8.1+;
 `ReadyLineWait` scans merged output chunks for GRPC_READY like v0.6. Both
@@ -16,7 +16,7 @@ from typing import Protocol
 
 from contract_tests.errors import WorkerStartError
 
-# v0.6 restarts its timer on every chunk (facts §9.7), so a chatty worker could
+# v0.6 restarts its timer on every chunk (snakepit: readiness-timeout), so a chatty worker could
 # wait forever; the harness still gives up after this long, and says why.
 HARD_CAP_S = 120.0
 _POLL_S = 0.05
@@ -64,7 +64,7 @@ class ReadyFileWait:
         while True:
             port = self.read_port()
             if port is not None:
-                # Snakepit deletes the file once read (facts §2.3).
+                # Snakepit deletes the file once read (snakepit: readiness-file).
                 self.path.unlink(missing_ok=True)
                 return port
             if proc.poll() is not None:

@@ -243,7 +243,7 @@ class ScenarioRunner:
             self._check(index, step, f"stats[{key!r}]", value, stats.get(key))
 
     def _op_worker_heartbeat(self, index: int, step: Step) -> None:
-        """What a worker sends to keep a session alive: Heartbeat on the Elixir side (facts §6.B)."""
+        """What a worker sends to keep a session alive: Heartbeat to the Elixir end (snakepit: heartbeat-config-env)."""
         with grpc.insecure_channel(self.host.address, options=CHANNEL_OPTIONS) as channel:
             reply = pb_grpc.BridgeServiceStub(channel).Heartbeat(pb.HeartbeatRequest(session_id=step["session"]),
                                                                  timeout=10)

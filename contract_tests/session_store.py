@@ -13,7 +13,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # Elixir defaults: session_default_ttl 3600 s, session_cleanup_interval 60 000 ms,
-# session_max_sessions 10 000 (facts §5).
+# session_max_sessions 10 000 (snakepit: session-quota).
 DEFAULT_TTL_S = 3600.0
 DEFAULT_SWEEP_INTERVAL_S = 60.0
 DEFAULT_MAX_SESSIONS = 10_000
@@ -28,7 +28,7 @@ class SessionStoreError(Exception):
 
 
 class SessionQuotaExceeded(SessionStoreError):
-    """`{:error, :session_quota_exceeded}`: the store already holds `max_sessions` sessions (facts §5)."""
+    """`{:error, :session_quota_exceeded}`: the store holds `max_sessions` sessions (snakepit: session-quota)."""
 
     def __init__(self, max_sessions: int) -> None:
         super().__init__("session_quota_exceeded", f"session_quota_exceeded (max_sessions={max_sessions})")
@@ -36,7 +36,7 @@ class SessionQuotaExceeded(SessionStoreError):
 
 
 class InvalidSession(SessionStoreError, ValueError):
-    """`Session.validate/1` failed, e.g. `:invalid_id` for an empty id (facts §5)."""
+    """`Session.validate/1` failed, e.g. `:invalid_id` for an empty id (snakepit: session-store)."""
 
 
 class SessionNotFound(SessionStoreError, KeyError):
@@ -51,12 +51,12 @@ class SessionNotFound(SessionStoreError, KeyError):
 
 
 class SessionUpdateFailed(SessionStoreError):
-    """`{:error, {:update_failed, error}}`: the update function raised (facts §5)."""
+    """`{:error, {:update_failed, error}}`: the update function raised (snakepit: session-store)."""
 
 
 @dataclass
 class Session:
-    """`%Snakepit.Bridge.Session{}` (facts §5); times come from the store's (monotonic) clock."""
+    """`%Snakepit.Bridge.Session{}` (snakepit: session-store); times come from the store's (monotonic) clock."""
 
     id: str
     created_at: float
@@ -68,7 +68,7 @@ class Session:
     stats: dict[str, int] = field(default_factory=lambda: {"program_count": 0})
 
     def expired(self, now: float) -> bool:
-        """Elixir's `Session.expired?/2`: strictly `last_accessed + ttl < now` (facts §5)."""
+        """Elixir's `Session.expired?/2`: strictly `last_accessed + ttl < now` (snakepit: session-store)."""
         return self.last_accessed + self.ttl < now
 
 
@@ -114,13 +114,13 @@ class SessionStore:
             raise ValueError("max_sessions must be positive or None (unlimited)")
         self._clock = clock
         self.default_ttl_s = default_ttl_s
-        # None = `:infinity`; v0.6.0 had no quota at all (quotas arrived in v0.6.7, facts §1).
+        # None = `:infinity`; v0.6.0 had no quota at all (quotas arrived in v0.6.6, snakepit: session-quota).
         self.max_sessions = max_sessions
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
         self._stats = {"sessions_created": 0, "sessions_deleted": 0, "sessions_expired": 0, "cleanup_runs": 0,
                        "global_programs_stored": 0, "global_programs_deleted": 0, "global_programs_expired": 0}
-        # v0.6.0: global programs live 3600 s from when they were stored (facts §5).
+        # v0.6.0: global programs live 3600 s from when they were stored (snakepit: program-storage).
         self.global_program_ttl_s = DEFAULT_TTL_S
         self._global_programs: dict[str, tuple[Any, float]] = {}
         self._sweeper: threading.Thread | None = None
@@ -131,7 +131,7 @@ class SessionStore:
         return self._clock()
 
     def _check_quota(self) -> None:
-        # Elixir counts every row in the table, expired-but-unswept ones included (facts §5).
+        # Elixir counts every row in the table, expired-but-unswept ones included (snakepit: session-quota).
         if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
             raise SessionQuotaExceeded(self.max_sessions)
 
@@ -141,7 +141,7 @@ class SessionStore:
         """`create_session/2`: returns the existing session unchanged (metadata not merged) if the id exists.
 
         As in Snakepit >= 0.6.7 the quota is checked *before* the existence check, so at quota even
-        re-creating an existing id raises `SessionQuotaExceeded` (facts §5).
+        re-creating an existing id raises `SessionQuotaExceeded` (snakepit: session-quota).
         """
         with self._lock:
             now = self._clock()
@@ -164,7 +164,7 @@ class SessionStore:
             return _copy(session)
 
     def get_session(self, session_id: str) -> Session | None:
-        """`get_session/1`: touches `last_accessed`, so every read extends the session's life (facts §5).
+        """`get_session/1`: touches `last_accessed`, so every read extends the session's life (snakepit: session-store).
 
         Expiry is not checked here: as in Elixir, an expired session is returned (and revived by
         the touch) until a sweep removes it.
@@ -236,7 +236,7 @@ class SessionStore:
             self._sessions[session_id] = session
             self._stats["sessions_created"] += 1
 
-    # -- programs: the v0.6.0 ... v0.7.x API, removed in v0.8.0 (facts §5 "Programs") -------------------
+    # -- programs: the v0.6.0 ... v0.7.x API, removed in v0.8.0 (snakepit: program-storage) -------------------
     def store_program(self, session_id: str, program_id: str, data: Any) -> None:
         """`store_program/3` (and `update_program/3`, its alias): via update_session, so it touches."""
 

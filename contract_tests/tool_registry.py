@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 # Handler of a local ("Elixir") tool: JSON-decoded parameters, binary parameters -> result.
 ToolHandler = Callable[[dict[str, Any], dict[str, bytes]], Any]
 
-# Snakepit >= 0.6.8 limits (HEAD:lib/snakepit/bridge/tool_registry.ex:46-49; facts §4.2).
+# Snakepit >= 0.6.6 limits (snakepit: tool-registration).
 MAX_TOOL_NAME_BYTES = 64
 TOOL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.]*")
 MAX_METADATA_ENTRIES = 32
@@ -74,7 +74,7 @@ def inspect_term(value: Any) -> str:
     """Render a Python value the way Elixir's `inspect/1` renders the matching term.
 
     Snakepit puts `inspect(reason)` into `error_message` fields, so the emulator needs the same
-    text (e.g. `{:duplicate_tool, "name"}`, facts §4.2). Approximate for floats.
+    text (e.g. `{:duplicate_tool, "name"}`, snakepit: tool-registration). Approximate for floats.
     """
     if value is None:
         return "nil"
@@ -154,7 +154,7 @@ class RemoteToolSpec:
 
     name: str
     description: str = ""
-    # BridgeServer adds "supports_streaming" => "true"|"false" before validation (facts §4.2).
+    # BridgeServer adds "supports_streaming" => "true"|"false" before validation (snakepit: tool-registration).
     metadata: Mapping[str, str] = field(default_factory=dict)
     # Opaque to the registry (ParameterSpec messages for remote tools).
     parameters: Sequence[Any] = ()
@@ -225,7 +225,7 @@ class ToolRegistry:
         """`register_tools/2` as RegisterTools uses it; returns BridgeServer's `tool_ids` map.
 
         With validation the batch is all-or-nothing: the first invalid spec, duplicate within the
-        batch, or name already registered in the session rejects everything (facts §4.2, §9.16).
+        batch, or name already registered in the session rejects everything (snakepit: tool-registration).
         """
         specs: list[RegisteredTool] = []
         seen: set[str] = set()
@@ -319,6 +319,6 @@ class ToolRegistry:
         return [t for t in self.list_tools(session_id) if t.kind is ToolKind.LOCAL and t.exposed_to_python]
 
     def cleanup_session(self, session_id: str) -> int:
-        """`cleanup_session/1`; note CleanupSession never calls it (facts §9.16)."""
+        """`cleanup_session/1`; note CleanupSession never calls it (snakepit: cleanup-session)."""
         with self._lock:
             return len(self._tools.pop(session_id, {}))

@@ -24,7 +24,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 
 def decode_params(parameters: Mapping[str, any_pb2.Any]) -> dict[str, Any]:
-    """Every `Any.value` is UTF-8 JSON text, whatever its type_url (facts §3.4)."""
+    """Every `Any.value` is UTF-8 JSON text, whatever its type_url (snakepit: parameter-encoding)."""
     decoded: dict[str, Any] = {}
     for key, wrapped in parameters.items():
         try:

@@ -32,7 +32,8 @@ CORRELATION_HEADER = "x-snakepit-correlation-id"
 # Budget of one tool callback into Elixir (InitializeSession + ExecuteElixirTool/RegisterTools together).
 # Tool-path calls wait for the channel to connect within it: the Elixir side may start after the worker.
 CALL_TIMEOUT_S = 10.0
-# Before the first successful Heartbeat the Elixir side may still be starting (facts §2.6): tolerate failures.
+# Before the first successful Heartbeat the Elixir side may still be starting (snakepit: connect-retry):
+# tolerate failures.
 STARTUP_BUDGET_S = 60.0
 # Statuses meaning nobody answered; any other status came from a live server (e.g. one without Heartbeat).
 _NO_ANSWER = frozenset(
@@ -171,7 +172,7 @@ def _unavailable(rpc: str, exc: grpc.aio.AioRpcError) -> ToolError:
 
 @dataclass(frozen=True)
 class HeartbeatConfig:
-    """Worker → Elixir heartbeat settings; defaults match Snakepit's own Python bridge (facts §6 B)."""
+    """Worker → Elixir heartbeat settings; defaults match Snakepit's Python bridge (snakepit: heartbeat-config-env)."""
 
     enabled: bool = True
     interval_ms: float = 2000.0

@@ -54,7 +54,7 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
         return pb.PingResponse(message=f"pong: {request.message}", server_time=_now())
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
-        # Answered locally: proxying to Elixir would make worker liveness depend on Elixir's (facts §6 A).
+        # Answered locally: proxying to Elixir would make worker liveness depend on Elixir's (snakepit: heartbeat).
         return pb.HeartbeatResponse(server_time=_now(), session_valid=True)
 
     async def InitializeSession(

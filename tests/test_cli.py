@@ -80,7 +80,7 @@ def test_dry_run_lists_what_would_be_judged_with_counts() -> None:
 
 
 def test_explain_prints_requirement_checks_and_repro() -> None:
-    """Ensure `explain` gives the requirement, level, profiles, facts, the check's source and repro commands."""
+    """Ensure `explain` gives the requirement, what Snakepit does with source links, the check's source, repro."""
     out = io.StringIO()
     assert cli.main(["explain", "proc-011", "--worker-cmd", "./my-worker --fast"], out=out) == 0
     text = out.getvalue()
@@ -88,6 +88,11 @@ def test_explain_prints_requirement_checks_and_repro() -> None:
     check = "contract_tests.clauses.test_process.test_sigterm_during_call_exits_within_grace"
     assert f"  {check}  (clauses/test_process.py:" in text and "needs contract tools: contract.sleep" in text
     assert "    | def test_sigterm_during_call" in text
+    assert "  shutdown-grace: Stopping a worker: SIGTERM, grace period, SIGKILL  (docs/snakepit/shutdown-grace.md)\n" \
+        in text
+    assert "    Snakepit 0.8.5 and later: The grace period is 6 s" in text
+    assert ("      v0.6.0 lib/snakepit/grpc_worker.ex:554-580  "
+            "https://github.com/nshkrdotcom/snakepit/blob/v0.6.0/lib/snakepit/grpc_worker.ex#L554-L580") in text
     assert "  snakepit-contract run --only PROC-011 --profile snakepit-0.13 --worker-cmd './my-worker --fast'" in text
 
 

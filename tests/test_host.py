@@ -51,12 +51,12 @@ class FakeClock:
 
 
 def json_any(value: Any) -> any_pb2.Any:
-    """A parameter the way Snakepit sends it: JSON text under the StringValue type_url (facts §0.5)."""
+    """A parameter the way Snakepit sends it: JSON text, StringValue type_url (snakepit: parameter-encoding)."""
     return any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=json.dumps(value).encode())
 
 
 def packed_string(value: str) -> any_pb2.Any:
-    """What SessionContext.call_elixir_tool sends for a str (facts §9.12): protobuf, not JSON."""
+    """What SessionContext.call_elixir_tool sends for a str (snakepit: bridge-server-parameters): protobuf, not JSON."""
     packed = any_pb2.Any()
     packed.Pack(wrappers_pb2.StringValue(value=value))
     return packed
@@ -467,7 +467,7 @@ def test_cleanup_session(stub: pb_grpc.BridgeServiceStub, host: HostEmulator) ->
         reply = stub.CleanupSession(pb.CleanupSessionRequest(session_id="s1", force=True))
         assert reply.success and reply.resources_cleaned == 1
     assert not host.store.session_exists("s1")
-    assert host.tools.get_tool("s1", "t") is not None  # facts §9.16: tools outlive the session
+    assert host.tools.get_tool("s1", "t") is not None  # tools outlive the session (snakepit: cleanup-session)
 
 
 def test_get_session(stub: pb_grpc.BridgeServiceStub, host: HostEmulator, clock: FakeClock) -> None:
@@ -479,8 +479,8 @@ def test_get_session(stub: pb_grpc.BridgeServiceStub, host: HostEmulator, clock:
     )
     reply = stub.GetSession(pb.GetSessionRequest(session_id="s1"))
     assert reply.session_id == "s1" and reply.metadata == {"k": "v"}
-    assert reply.created_at.seconds == int(clock.now)  # monotonic seconds (facts §9.10)
-    assert reply.tool_count == 0  # facts §9.11
+    assert reply.created_at.seconds == int(clock.now)  # monotonic seconds (snakepit: bridge-server-sessions)
+    assert reply.tool_count == 0  # snakepit: bridge-server-sessions
 
 
 def test_heartbeat_validity_and_touch(
@@ -517,7 +517,7 @@ def test_register_tools(stub: pb_grpc.BridgeServiceStub, host: HostEmulator, pro
     again = stub.RegisterTools(
         pb.RegisterToolsRequest(session_id="s1", worker_id="python-2", tools=tools[:1])
     )
-    if profile.validates_tool_names:  # facts §9.16: not idempotent
+    if profile.validates_tool_names:  # not idempotent (snakepit: tool-registration)
         assert not again.success and again.error_message == '{:duplicate_tool, "alpha"}'
     else:
         assert again.success and again.tool_ids == {"alpha": "s1:alpha"}

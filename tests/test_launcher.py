@@ -32,7 +32,7 @@ def _spec(command: list[str], profile: Profile = FAST_013) -> WorkerSpec:
 
 
 def test_argv_appends_snakepit_flags_in_order() -> None:
-    """Ensure Snakepit's flags follow the worker's own args in Snakepit's order (facts §2.1)."""
+    """Ensure Snakepit's flags follow the worker's own args in Snakepit's order (snakepit: launch-argv)."""
     spec = dataclasses.replace(_spec(["w", "--adapter", "x"]), run_id="abc1234", instance_token="t")
     assert spec.build_argv() == [
         "w", "--adapter", "x", "--port", "0", "--elixir-address", "127.0.0.1:1", "--snakepit-run-id", "abc1234",
@@ -42,7 +42,7 @@ def test_argv_appends_snakepit_flags_in_order() -> None:
 
 
 def test_port_flag_skipped_when_any_arg_contains_it() -> None:
-    """Ensure the substring rule of maybe_add_arg is kept (facts §9.22)."""
+    """Ensure the substring rule of maybe_add_arg is kept (snakepit: launch-argv)."""
     argv = _spec(["w", "--port-range=1"]).build_argv()
     assert "--port" not in argv and argv.count("--snakepit-run-id") == 1
 

@@ -77,7 +77,7 @@ def _other(pool: PoolEmulator, worker_id: str) -> str:
 
 
 def test_timings_follow_the_profile() -> None:
-    """Ensure each profile gets the Pool defaults of its Snakepit era (facts §2.5, §2.7, §5)."""
+    """Ensure each profile gets the Pool defaults of its Snakepit era (snakepit: restarts, shutdown-grace, queueing)."""
     old, new = PoolTimings.for_profile(SNAKEPIT_0_6), PoolTimings.for_profile(SNAKEPIT_0_13)
     assert (old.queue_timeout_s, old.stop_timeout_s, old.reconcile_interval_s, old.cleanup_timeout_s) == (
         5.0, 2.0, None, None,
@@ -286,7 +286,7 @@ def test_crash_restarts_in_its_slot_and_sessions_move(profile: Profile) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_exit_zero_while_healthy_is_a_crash(profile: Profile) -> None:
-    """Ensure a worker that exits 0 on its own is restarted (facts §2.8)."""
+    """Ensure a worker that exits 0 on its own is restarted (snakepit: restarts)."""
     with _pool(profile, size=1) as pool:
         worker_id = pool.worker_ids()[0]
         pid = pool.worker(worker_id).pid
@@ -297,7 +297,7 @@ def test_exit_zero_while_healthy_is_a_crash(profile: Profile) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_rpc_deadline_crashes_only_the_06_worker(profile: Profile) -> None:
-    """Ensure a non-OK ExecuteTool status kills and restarts the worker at 0.6 (facts §9.3) but not at 0.13."""
+    """Ensure a non-OK ExecuteTool status restarts the worker at 0.6, not at 0.13 (snakepit: execute-status-crash)."""
     with _pool(profile, size=1) as pool:
         worker_id = pool.worker_ids()[0]
         pid = pool.worker(worker_id).pid

@@ -80,6 +80,10 @@ def test_json_validates_against_the_versioned_schema() -> None:
     assert document["totals"]["by_subject"]["host"] == {**dict.fromkeys(document["totals"]["all"], 0),
                                                           "total": 1, "FAIL": 1}
     assert {c["id"]: c["subject"] for c in document["clauses"]}["SESSION-001"] == "host"
+    grace = document["snakepit_entries"]["shutdown-grace"]
+    assert set(document["snakepit_entries"]) == {a for c in document["clauses"] for a in c["rests_on"]}
+    assert grace["doc"] == "docs/snakepit/shutdown-grace.md" and grace["eras"][0]["since"] == "0.6.0"
+    assert grace["eras"][0]["citations"][0]["url"].startswith("https://github.com/nshkrdotcom/snakepit/blob/v0.6.0/")
     document["clauses"][0]["outcome"] = "passed"
     assert not validator.is_valid(document)
 
@@ -93,6 +97,8 @@ def test_markdown_has_the_summary_table_then_failures_with_evidence() -> None:
     failures = text.index("## Failures (3)")
     assert failures < text.index("### ❌ PROC-011 · snakepit-0.13 · MUST · FAIL") < text.index("## Not judged")
     assert "**Reproduce:** `snakepit-contract run --only PROC-011 --profile snakepit-0.13`" in text
+    assert "- `shutdown-grace` Stopping a worker: SIGTERM, grace period, SIGKILL. 0.6.0 to 0.8.4: [v0.6.0 " in text
+    assert "(https://github.com/nshkrdotcom/snakepit/blob/v0.8.5/lib/snakepit/grpc_worker.ex#L1053-L1054)" in text
     assert "<details><summary>worker pid 4242</summary>" in text and "````text" in text
     assert "[workers/PROC-011-snakepit-0.13-4242.log](workers/PROC-011-snakepit-0.13-4242.log)" in text
     assert "## Warnings: not judged at level MUST (1)" in text and "- ❌ baseline entry RPC-003 expired" in text
@@ -130,9 +136,14 @@ def test_badge_reads_like_shields_and_names_profiles_and_level() -> None:
 
 
 def test_html_is_self_contained() -> None:
-    """Ensure conformance.html loads nothing from the network: no external src/href, links or imports."""
+    """Ensure conformance.html loads nothing from the network: no external src, links or imports.
+
+    Plain `<a href>` links (to Snakepit's source lines) load nothing until followed, and are allowed.
+    """
     page = html.render(sample_report())
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.IGNORECASE)
+    assert not re.search(r"""\bsrc\s*=\s*["']?(https?:)?//""", page, re.IGNORECASE)
+    assert not re.search(r"""<(?!a\s)[^>]*\bhref\s*=\s*["']?(https?:)?//""", page, re.IGNORECASE)
+    assert "<a href='https://github.com/nshkrdotcom/snakepit/blob/v" in page
     assert "<link" not in page and "@import" not in page and "<script src" not in page
     assert page.count("<tr data-outcome=") == len(SAMPLES)
 

@@ -117,7 +117,7 @@ def test_expect_by_profile_overrides_expect_for_that_profile_only(profile: Profi
 
 @pytest.mark.parametrize("profile", [SNAKEPIT_0_6, SNAKEPIT_0_13], ids=["0.6", "0.13"])
 def test_session_quota_only_where_snakepit_has_one(profile: Profile) -> None:
-    """Ensure max_sessions binds from v0.6.7 on and is ignored at 0.6.0, which had no quota (facts §1)."""
+    """Ensure max_sessions binds from v0.6.6 on and is ignored at 0.6.0, which had none (snakepit: session-quota)."""
     second = {"op": "create_session", "session": "b", "clause": "SESSION-010", "expect": {"ok": True}}
     steps: list[dict[str, Any]] = [{"op": "create_session", "session": "a"}, second]
     violations = _run(_scenario(steps, max_sessions=1), profile)

@@ -1,4 +1,4 @@
-"""AFFINITY: how calls of a session find their worker behind a Snakepit-like pool (facts §5)."""
+"""AFFINITY: how calls of a session find their worker behind a Snakepit-like pool (snakepit: routing-affinity)."""
 
 from __future__ import annotations
 

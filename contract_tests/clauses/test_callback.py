@@ -1,4 +1,4 @@
-"""CALLBACK: the worker as a client of Snakepit's BridgeServer (facts §4)."""
+"""CALLBACK: the worker as a client of Snakepit's BridgeServer (snakepit: bridge-server-parameters, ...)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from contract_tests.plugin import Launch
 from contract_tests.profiles import Profile
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 
-# Snakepit >= 0.6.8 ToolRegistry rule (facts §4.2).
+# Snakepit >= 0.6.6 ToolRegistry rule (snakepit: tool-registration).
 VALID_TOOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 
 

@@ -1,4 +1,4 @@
-"""CLEANUP: nothing outlives a pool, crashed workers are replaced, CleanupSession is safe (facts §2.7-2.9)."""
+"""CLEANUP: nothing outlives a pool, crashed workers are replaced, CleanupSession is safe (snakepit: restarts)."""
 
 from __future__ import annotations
 

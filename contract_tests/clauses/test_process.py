@@ -1,4 +1,4 @@
-"""PROC: launching, readiness, identity and shutdown of the worker process (facts §2)."""
+"""PROC: launching, readiness, identity and shutdown of the worker process (snakepit: launch-argv, ...)."""
 
 from __future__ import annotations
 

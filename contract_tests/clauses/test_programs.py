@@ -1,4 +1,4 @@
-"""PROGRAM: programs in the 0.6 session store and programs held by workers (facts §5), run as scenarios."""
+"""PROGRAM: programs in the 0.6 store and programs held by workers (snakepit: program-storage), run as scenarios."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RPC: the BridgeService calls Snakepit makes besides tool calls (facts §3.2-3.3, §6)."""
+"""RPC: the BridgeService calls Snakepit makes besides tool calls (snakepit: worker-rpcs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SESSION: session lifecycle on the Elixir side and as workers see it (facts §5), run as scenarios."""
+"""SESSION: session lifecycle on the Elixir side and as workers see it (snakepit: session-store), run as scenarios."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""STREAM: ExecuteStreamingTool chunks, endings, failures and cancellation (facts §3.6-3.7)."""
+"""STREAM: ExecuteStreamingTool chunks, endings, failures and cancellation (snakepit: streaming-chunks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TOOL: ExecuteTool encoding, results, errors and payloads (facts §3.4-3.6, §3.9)."""
+"""TOOL: ExecuteTool encoding, results, errors and payloads (snakepit: parameter-encoding, error-format, ...)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from html import escape
 from contract_tests.clause import Level
 from contract_tests.report.extras import bench_table
 from contract_tests.report.model import FAILING, LEVELS, UNJUDGED, ClauseResult, Outcome, RunReport
+from contract_tests.snakepit_sources import ENTRIES
 
 _CSS = """
 :root { --pass:#2e7d32; --fail:#c62828; --skip:#8d6e00; --xfail:#b26a00; --error:#6a1b9a; --notrun:#616161; }
@@ -151,6 +152,18 @@ def _filters(report: RunReport) -> str:
             f"<button type='button' id='clear'>Show all</button><span id='shown'></span></div></div>")
 
 
+def _snakepit(result: ClauseResult) -> str:
+    """What Snakepit does for the behaviours the clause rests on, with links to the source lines."""
+    items = []
+    for anchor in result.clause.rests_on:
+        entry = ENTRIES[anchor]
+        eras = "; ".join(f"{escape(era.releases)}: " + ", ".join(
+            f"<a href='{escape(c.url)}'>{escape(c.tag)} {escape(c.path)}#L{c.first}-L{c.last}</a>"
+            for c in era.citations) for era in entry.eras)
+        items.append(f"<li><code>{escape(anchor)}</code> {escape(entry.title)}. {eras}</li>")
+    return "<p>What Snakepit does (docs/snakepit/):</p><ul>" + "".join(items) + "</ul>"
+
+
 def _details(result: ClauseResult) -> str:
     parts = [f"<pre>{escape(result.reason)}</pre>" if result.reason else ""]
     if result.outcome is not Outcome.PASS:
@@ -158,6 +171,8 @@ def _details(result: ClauseResult) -> str:
     parts += [f"<details><summary>{escape(e.title)}</summary><pre>{escape(e.text)}</pre></details>"
               for e in result.evidence]
     parts += [f"<p>Full worker output: <a href='workers/{escape(n)}'>workers/{escape(n)}</a></p>" for n in result.logs]
+    if result.outcome is not Outcome.PASS:
+        parts.append(_snakepit(result))
     parts.append(f"<p class='muted'>Rests on {escape(', '.join(result.clause.rests_on))} · checked by "
                  f"{escape(', '.join(result.tests) or 'no test')}</p>")
     is_open = " open" if result.outcome in FAILING | {Outcome.ERROR} and result.judged else ""

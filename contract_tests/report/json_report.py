@@ -9,6 +9,7 @@ from typing import Any
 
 from contract_tests.clause import SUBJECTS, Level
 from contract_tests.report.model import ClauseResult, Outcome, RunReport
+from contract_tests.snakepit_sources import ENTRIES, Entry
 
 SCHEMA_VERSION = 3
 
@@ -43,6 +44,16 @@ def _clause(result: ClauseResult) -> dict[str, Any]:
         "baseline_reason": result.baseline_reason,
         "evidence": [{"title": e.title, "text": e.text} for e in result.evidence],
         "worker_logs": [f"workers/{name}" for name in result.logs],
+    }
+
+
+def _entry(entry: Entry) -> dict[str, Any]:
+    return {
+        "title": entry.title,
+        "doc": entry.doc,
+        "eras": [{"since": era.since, "until": era.until, "summary": era.summary,
+                  "citations": [{"tag": c.tag, "path": c.path, "lines": [c.first, c.last], "url": c.url}
+                                for c in era.citations]} for era in entry.eras],
     }
 
 
@@ -89,6 +100,9 @@ def document(report: RunReport) -> dict[str, Any]:
             "by_subject": {s: _tally([r for r in report.results if r.clause.subject == s]) for s in SUBJECTS},
         },
         "clauses": [_clause(r) for r in report.results],
+        # What Snakepit does for each behaviour the listed clauses rest on, with links to its source lines.
+        "snakepit_entries": {anchor: _entry(ENTRIES[anchor])
+                             for anchor in sorted({a for r in report.results for a in r.clause.rests_on})},
         # Informational inputs (run --mutation-score, --bench-results): never clauses, never the verdict.
         "metadata": {"mutation_score": report.mutation_score},
         "bench": report.bench,

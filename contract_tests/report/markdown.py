@@ -5,6 +5,7 @@ from __future__ import annotations
 from contract_tests.clause import Level
 from contract_tests.report.extras import bench_table
 from contract_tests.report.model import FAILING, LEVELS, UNJUDGED, ClauseResult, Outcome, RunReport, Verdict
+from contract_tests.snakepit_sources import ENTRIES
 
 ICONS = {
     Outcome.PASS: "✅", Outcome.FAIL: "❌", Outcome.XPASS: "❌", Outcome.TIMEOUT: "⏱️", Outcome.ERROR: "💥",
@@ -81,12 +82,25 @@ def _summary_table(report: RunReport) -> list[str]:
     return lines
 
 
+def _snakepit_lines(result: ClauseResult) -> list[str]:
+    lines = []
+    for anchor in result.clause.rests_on:
+        entry = ENTRIES[anchor]
+        eras = "; ".join(f"{era.releases}: " + ", ".join(f"[{c.tag} {c.path}#L{c.first}-L{c.last}]({c.url})"
+                                                         for c in era.citations) for era in entry.eras)
+        lines.append(f"- `{anchor}` {entry.title}. {eras}")
+    return lines
+
+
 def _detailed(result: ClauseResult) -> list[str]:
     lines = [
         f"### {ICONS[result.outcome]} {result.clause.id} · {result.profile} · {result.clause.level.value} · "
         f"{result.outcome.value}",
         "",
-        f"**Requirement** (rests on {', '.join(result.clause.rests_on)}): {result.clause.requirement}",
+        f"**Requirement**: {result.clause.requirement}",
+        "",
+        "**What Snakepit does** (docs/snakepit/):",
+        *_snakepit_lines(result),
         "",
         _fence(result.reason or "(no reason recorded)"),
         "",
