@@ -236,7 +236,7 @@ class SessionStore:
             self._sessions[session_id] = session
             self._stats["sessions_created"] += 1
 
-    # -- programs: the v0.6.0 ... v0.7.x API, removed in v0.8.0 (snakepit: program-storage) -------------------
+    # -- programs: the v0.6.0 ... v0.7.1 API, removed in v0.7.2 (snakepit: program-storage) -----------------
     def store_program(self, session_id: str, program_id: str, data: Any) -> None:
         """`store_program/3` (and `update_program/3`, its alias): via update_session, so it touches."""
 
