@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 RUN_TAG_ENV = "SNAKEPIT_CONTRACT_RUN"
 RUN_TAG = uuid.uuid4().hex
+# Each worker's own tag, inherited by everything it starts: what survives its stop is found by it (CLEANUP-009).
+WORKER_TAG_ENV = "SNAKEPIT_CONTRACT_WORKER"
+# How long a stopped worker's processes get to finish exiting before they count as left behind.
+LEFTOVER_GRACE_S = 1.0
 _OUTPUT_KEEP_BYTES = 64 * 1024
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Snakepit's connect retry: 5 attempts, min(50*2^(k-1), 500) ms + jitter (snakepit: connect-retry).
@@ -219,11 +223,17 @@ class WorkerProcess:
         self._tmp = Path(tempfile.mkdtemp(prefix="snakepit-contract-"))
         self.ready_file = self._tmp / "snakepit_ready" if self.profile.readiness is Readiness.READY_FILE else None
         self.env = spec.build_env(self.ready_file)
+        self.tag = uuid.uuid4().hex
+        self.env[WORKER_TAG_ENV] = self.tag
+        # What outlived a graceful stop (pid and command line), killed by the kit and judged by CLEANUP-009.
+        self.left_behind: list[str] = []
+        self._left_by_choice = False  # exited by itself within the grace after SIGTERM: its leftovers are its own
         self.proc: subprocess.Popen[bytes] | ContainerProcess | None = None
         self.container: ContainerProcess | None = None
         self.output: _Output | None = None
         self.port: int | None = None
         self.ready_after_s: float | None = None
+        self.ready_at: float | None = None  # monotonic
         self.process_group = False
         self.client: WorkerClient | None = None
         self.telemetry: TelemetryStream | None = None
@@ -301,7 +311,8 @@ class WorkerProcess:
             assert self.output is not None
             wait = ReadyLineWait(self.output.chunks, timeout, self.profile.readiness_timer_resets_on_output)
         self.port = wait.wait(self)
-        self.ready_after_s = time.monotonic() - self._spawned_at
+        self.ready_at = time.monotonic()
+        self.ready_after_s = self.ready_at - self._spawned_at
         self.process_group = self._check_process_group()
         return self.port
 
@@ -358,7 +369,8 @@ class WorkerProcess:
             self.heartbeat = HeartbeatMonitor(
                 client,
                 self.profile.heartbeat_interval_s,
-                self.profile.heartbeat_timeout_s * self.spec.timeout_scale,
+                # Snakepit's own deadline, judged by RPC-002/003: the scale may shrink it, never stretch it.
+                self.profile.heartbeat_timeout_s * min(self.spec.timeout_scale, 1.0),
                 self._heartbeat_failed,
             )
             self.heartbeat.start()
@@ -471,6 +483,7 @@ class WorkerProcess:
                 if graceful:
                     self.send_signal(signal.SIGTERM)
                     killed = self.wait_exit(grace) is None
+                    self._left_by_choice = not killed
                 else:
                     killed = True
                 if killed:
@@ -495,11 +508,47 @@ class WorkerProcess:
                 self.proc.stdin.close()
         if self.container is not None:
             self.container.remove()
+        else:
+            self._sweep_left_behind()
         if self.output is not None:
             self.output.join(timeout=1)
         shutil.rmtree(self._tmp, ignore_errors=True)
         with _live_lock:
             _live.discard(self)
+
+
+    def _sweep_left_behind(self) -> None:
+        """Kill what the worker started and did not stop; after a graceful stop, record it (never silently)."""
+        deadline = time.monotonic() + LEFTOVER_GRACE_S
+        while (found := _tagged(WORKER_TAG_ENV, self.tag)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid, cmdline in found.items():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if self._left_by_choice:
+                self.left_behind.append(f"pid {pid}: {cmdline}")
+        if self.left_behind:
+            self.events.append(f"left behind after its stop (killed by the suite): {'; '.join(self.left_behind)}")
+            logger.warning("worker %s left processes behind: %s", self.pid, self.left_behind)
+
+
+def _tagged(env_name: str, tag: str) -> dict[int, str]:
+    """Live processes (not zombies) whose environment carries `env_name=tag`: pid -> command line."""
+    needle = f"{env_name}={tag}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            found[int(entry.name)] = cmdline or "(command line not readable)"
+        except OSError:
+            continue
+    return found
 
 
 def reap_tagged(tag: str = RUN_TAG) -> list[int]:

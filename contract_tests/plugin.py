@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -154,24 +155,52 @@ def _spec(settings: Settings, profile: Profile, host: HostEmulator, **overrides:
 
 
 class SharedWorker:
-    """The module's long-lived worker; relaunched (and noted) if a check killed it."""
+    """The module's long-lived worker; relaunched if it died, and each death it caused itself is reported.
+
+    Snakepit treats any exit of a worker as a crash (PROC-012). A death during a check FAILs that check (at its
+    teardown); one between checks FAILs the next check that asks for the worker, before it is relaunched, so a
+    worker that keeps dying is never judged on its fresh copies alone.
+    """
 
     def __init__(self, make: Callable[[], launcher.WorkerProcess]) -> None:
         self._make = make
         self.current: launcher.WorkerProcess | None = None
         self.restarts = 0
+        self.last_check = "its start"
 
     def get(self) -> launcher.WorkerProcess:
         if self.current is not None and not self.current.is_alive():
-            self.current.stop()
+            died = self.current
             self.current, self.restarts = None, self.restarts + 1
+            died.stop()
+            if (death := _own_death(died)) is not None:
+                raise ContractViolation(f"the shared worker exited between checks, after {self.last_check}; "
+                                        f"relaunched (restart {self.restarts})", "still running", death)
         if self.current is None:
             self.current = self._make().__enter__()
         return self.current
 
+    def check_alive(self, worker: launcher.WorkerProcess, check: str) -> None:
+        """At the end of a check: FAIL it if the worker it used exited on its own meanwhile."""
+        self.last_check = check
+        if worker is self.current and not worker.is_alive():
+            self.current, self.restarts = None, self.restarts + 1
+            worker.stop()
+            if (death := _own_death(worker)) is not None:
+                raise ContractViolation(f"the shared worker exited during this check; relaunched (restart "
+                                        f"{self.restarts})", "still running", death)
+
     def close(self) -> None:
         if self.current is not None:
             self.current.stop()
+
+
+def _own_death(worker: launcher.WorkerProcess) -> str | None:
+    """How a worker ended when nothing of the kit's stopped it (Snakepit treats any exit as a crash), else None."""
+    if verdicts.stopped_by_heartbeat([worker]) is not None:
+        return None  # the heartbeat monitor stopped it; RPC-002 judges that
+    after = f", {time.monotonic() - worker.ready_at:.1f} s after readiness" if worker.ready_at is not None else ""
+    return f"exit status {worker.poll()}{after} (PROC-012: a worker MUST NOT exit on its own)"
 
 
 @pytest.fixture(scope="module")
@@ -182,11 +211,13 @@ def shared_worker(contract_settings: Settings, profile: Profile, host: HostEmula
 
 
 @pytest.fixture
-def worker(shared_worker: SharedWorker, request: pytest.FixtureRequest) -> launcher.WorkerProcess:
+def worker(shared_worker: SharedWorker, request: pytest.FixtureRequest) -> Iterator[launcher.WorkerProcess]:
     """A ready worker shared by the module's non-destructive checks."""
     current = shared_worker.get()
     request.node.stash.setdefault(WORKERS, []).append(current)
-    return current
+    yield current
+    found = clause_of(request.node)
+    shared_worker.check_alive(current, found.id if found else request.node.name)
 
 
 @pytest.fixture(scope="module")

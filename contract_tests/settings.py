@@ -23,7 +23,8 @@ from contract_tests.report.model import LEVELS, WorkerInfo
 
 WORKER_CMD_HELP = "Worker command to test, as a shell-quoted string (default: the reference worker)"
 PROFILE_HELP = "Snakepit profile: snakepit-0.6, snakepit-0.13 or all (default: snakepit-0.13)"
-TIMEOUT_SCALE_HELP = "Multiply every contract deadline by this factor on slow machines (default: 1)"
+TIMEOUT_SCALE_HELP = ("Multiply the kit's own waits by this factor on slow machines (default: 1); the deadlines "
+                      "it judges (Snakepit's, and clause bounds) are shrunk by a factor < 1 but never stretched")
 ONLY_HELP = "Run only clauses whose id matches one of these comma-separated globs"
 SKIP_HELP = "Skip clauses whose id matches one of these comma-separated globs"
 RESULTS_HELP = "Write the conformance report as JSON to this file (conformance.json's schema)"
@@ -56,6 +57,11 @@ class Settings:
     report_dir: Path | None = None
     clause_timeout_s: float = DEFAULT_CLAUSE_TIMEOUT_S
     worker_image: str | None = None
+
+    def judged_s(self, seconds: float) -> float:
+        """A deadline the contract sets (Snakepit's own, or a clause's bound): --timeout-scale may shrink it (the
+        mutant tier does, to stay short) but never stretches it, so a slow worker cannot PASS by the scale."""
+        return seconds * min(self.timeout_scale, 1.0)
 
     def repro(self, clause_id: str, profile: str, level: Level = MUST) -> str:
         """A one-line command that runs just this clause against the same worker, judged at its level."""

@@ -13,8 +13,9 @@ from contract_tests.clause import clause
 from contract_tests.clauses.conftest import MakePool, RunScenario
 from contract_tests.errors import expect
 from contract_tests.launcher import WorkerProcess
-from contract_tests.plugin import Settings
+from contract_tests.plugin import Launch, Settings
 from contract_tests.pool import PoolEmulator, group_members
+from contract_tests.profiles import Profile
 
 # How long a worker may tolerate an Elixir side that never answered its Heartbeat (docs/contract.md §1).
 STARTUP_TOLERANCE_S = 60.0
@@ -88,6 +89,22 @@ def test_stop_leaves_no_listening_port(make_pool: MakePool) -> None:
     expect(not still, "worker ports after the pool stopped", "none listening", still)
 
 
+@clause("CLEANUP-009")
+@pytest.mark.not_in_container("every process of the container dies with its PID 1, so nothing a worker started "
+                              "can outlive it there")
+def test_graceful_stop_leaves_no_process(launch: Launch, profile: Profile) -> None:
+    worker = launch()
+    assert worker.client is not None
+    worker.client.ping("before-stop")
+    time.sleep(profile.heartbeat_interval_s)  # what a worker starts in its first moments (helpers, watchdogs)
+    result = worker.stop()
+    if result.killed:
+        pytest.skip("the worker did not exit within the grace period after SIGTERM (PROC-010 judges that); what "
+                    "SIGKILL leaves is not the worker's doing")
+    expect(not worker.left_behind, "processes carrying the worker's environment, 1 s after it exited on SIGTERM",
+           "none (everything it started stops with it)", "; ".join(worker.left_behind))
+
+
 @clause("CLEANUP-005")
 def test_killed_mid_call_is_replaced(run_scenario: RunScenario) -> None:
     run_scenario("cleanup/killed-mid-call")
@@ -106,7 +123,7 @@ def test_workers_leave_when_elixir_disappears(make_pool: MakePool, contract_sett
     for worker in workers:
         worker.detach_snakepit_side()
     pool.host.stop()
-    deadline = time.monotonic() + 30 * contract_settings.timeout_scale
+    deadline = time.monotonic() + contract_settings.judged_s(30)
     for worker in workers:
         worker.wait_exit(max(0.0, deadline - time.monotonic()))
     running = [w.pid for w in workers if w.is_alive()]

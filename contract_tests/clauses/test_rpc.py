@@ -189,7 +189,7 @@ def _expect_stopped(client: WorkerClient, abandoned_at: float, bound_s: float, h
 @requires_tools("contract.sleep", "contract.whoami")
 def test_abandoned_call_stops(client: WorkerClient, contract_settings: Settings) -> None:
     scale = contract_settings.timeout_scale
-    bound = STOP_BOUND_S * scale
+    bound = contract_settings.judged_s(STOP_BOUND_S)
     call = client.execute_future("contract.sleep", {"seconds": 30})
     _wait_running(client, 10 * scale)
     call.cancel()
