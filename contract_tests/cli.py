@@ -27,13 +27,14 @@ from contract_tests import clauses
 from contract_tests.bench import command as bench_command
 from contract_tests.clause import REGISTRY, TESTS, Clause, Level
 from contract_tests.e2e import command as e2e_command
+from contract_tests.errors import WorkerUnreachable
 from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
 from contract_tests.report.extras import ReportExtras, ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
 from contract_tests.report.terminal import Progress
-from contract_tests.settings import DEFAULT_WORKER_CMD, Settings
+from contract_tests.settings import DEFAULT_WORKER_CMD, Settings, _validate_worker_address
 from contract_tests.snakepit_sources import ENTRIES, SourcesUnavailable, check_citations, directory_reader, git_reader
-from contract_tests.verdicts import REPORT
+from contract_tests.verdicts import REPORT, REPORT_WRITE_ERROR
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_HARNESS, EXIT_USAGE = 0, 1, 2, 3
 SUITE_INI = Path(__file__).with_name("suite.ini")
@@ -130,14 +131,33 @@ def _dry_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 class _Capture:
-    """Hands the plugin's report back to the CLI once pytest is done."""
+    """Hands the plugin's report back to the CLI once pytest is done, and whether writing it failed."""
 
     def __init__(self) -> None:
         self.report: RunReport | None = None
+        self.write_error: str | None = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.report = session.config.stash.get(REPORT, None)
+        self.write_error = session.config.stash.get(REPORT_WRITE_ERROR, None)
+
+
+def _unreachable(args: argparse.Namespace) -> str | None:
+    """Why the worker at --worker-address cannot be judged (its handshake Ping fails), before any check runs."""
+    from contract_tests.plugin import reach  # the plugin's own handshake, so both judge reachability alike
+
+    try:
+        address = _validate_worker_address(args.worker_address, "--worker-address")
+        scale = float(args.timeout_scale) if args.timeout_scale else 1.0
+    except (pytest.UsageError, ValueError):
+        return None  # a bad value: the suite's own validation says what is wrong, as a usage error
+    for name in _profiles(args.profile):
+        try:
+            reach(str(address), PROFILES[name], timeout_s=10 * scale).close()
+        except WorkerUnreachable as err:
+            return str(err)
+    return None
 
 
 def _pytest_argv(args: argparse.Namespace) -> list[str]:
@@ -164,11 +184,19 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageProblem(str(problem)) from None
     if args.list:
         return _dry_run(args, out)
+    if args.worker_address is not None and (why := _unreachable(args)) is not None:
+        print(f"snakepit-contract: no verdict (exit {EXIT_HARNESS}): {why}; is the worker running and serving "
+              "snakepit.bridge.BridgeService there?", file=out)
+        return EXIT_HARNESS
     capture = _Capture()
     code = pytest.main(_pytest_argv(args), plugins=[capture, Progress(), extras])
     if capture.report is None:
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS
     verdict = capture.report.verdict()
+    if capture.write_error is not None:  # judged, but nobody can read the judgement: no verdict
+        print(f"snakepit-contract: no verdict (exit {EXIT_HARNESS}): the run was {verdict.name.replace('_', ' ')}, "
+              f"but {capture.write_error}", file=out)
+        return EXIT_HARNESS
     # pytest's last line counts tests; the last word belongs to the verdict.
     print(f"snakepit-contract: {verdict.name.replace('_', ' ')} (exit {verdict.value}); "
           f"report in {args.report_dir}", file=out)

@@ -40,6 +40,8 @@ from testcontainers.core.docker_client import DockerClient
 
 from contract_tests.errors import HarnessError
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
+from contract_tests.ownership import owner_identity as owner_identity
+from contract_tests.ownership import owner_is_gone as owner_is_gone
 
 RUN_LABEL = "snakepit-contract.run"
 RUN_LABEL_ENV = "SNAKEPIT_CONTRACT_CONTAINER_RUN"  # set by the run's first process, inherited by its xdist workers
@@ -64,36 +66,6 @@ def claim_run_label() -> None:
 def run_label() -> str:
     """Shared by every xdist worker of one run, so the whole run's containers can be found."""
     return os.environ.get(RUN_LABEL_ENV) or RUN_TAG
-
-
-def _boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The live process's start time in clock ticks since boot (/proc stat field 22): with the pid, who it is.
-    None once it is gone or a zombie (killed, not yet reaped)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-def owner_identity(pid: int | None = None) -> str:
-    """boot id/pid/start ticks of the process that owns a container; a reused pid does not match."""
-    pid = os.getpid() if pid is None else pid
-    return f"{_boot_id()}/{pid}/{_start_ticks(pid)}"
-
-
-def owner_is_gone(identity: str, running: bool, boot_id: str | None = None) -> bool:
-    """Whether a container's owner is dead: on this boot, its pid no longer names the same process; on another
-    boot (this machine rebooted, or another machine shares the engine) only a stopped container is known dead."""
-    boot, _, rest = identity.partition("/")
-    pid, _, ticks = rest.partition("/")
-    if boot != (boot_id or _boot_id()):
-        return not running
-    return not pid.isdigit() or _start_ticks(int(pid)) != ticks
 
 
 def client() -> docker.DockerClient:

@@ -23,14 +23,25 @@ class HarnessError(RuntimeError):
     """The suite itself could not do its job (bad option, port clash, bug)."""
 
 
-class WorkerStartError(RuntimeError):
-    """The worker under test never became ready; carries its exit status and output."""
+class WorkerUnreachable(HarnessError):
+    """--worker-address names no worker that answers Ping: no check of it can run."""
 
-    def __init__(self, message: str, exit_status: int | None, output_tail: str) -> None:
-        status = "still running" if exit_status is None else f"exit status {exit_status}"
-        super().__init__(f"{message} ({status})\n--- last worker output ---\n{output_tail}")
+
+class WorkerStartError(RuntimeError):
+    """The worker under test never became ready; carries its exit status and output.
+
+    `unstartable` marks a failure of the worker launched exactly as Snakepit launches it (no check's overrides)
+    before any such launch succeeded: the worker cannot start under this profile at all, so every later launch
+    reports this same failure at once instead of trying again (launcher.py).
+    """
+
+    def __init__(self, message: str, exit_status: int | None, output_tail: str, *, step: str = "exit") -> None:
+        self.step = step  # what failed: "exec", "exit" (before readiness), "ready" (no signal), "connect", "ping"
+        self.headline = f"{message} ({'still running' if exit_status is None else f'exit status {exit_status}'})"
+        super().__init__(f"{self.headline}\n--- last worker output ---\n{output_tail}")
         self.exit_status = exit_status
         self.output_tail = output_tail
+        self.unstartable = False
 
 
 def expect(condition: object, what: str, expected: Sequence[str] | str, actual: object) -> None:

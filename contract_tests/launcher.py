@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from contract_tests import ownership
 from contract_tests.client import TelemetryStream, WorkerClient
 from contract_tests.errors import WorkerStartError
 from contract_tests.heartbeat import HeartbeatMonitor
 from contract_tests.profiles import Profile, Readiness
 from contract_tests.readiness import ReadyFileWait, ReadyLineWait
+from contract_tests.visible import visible
 
 if TYPE_CHECKING:
     from contract_tests.container import ContainerProcess
@@ -51,6 +53,7 @@ WORKER_TAG_ENV = "SNAKEPIT_CONTRACT_WORKER"
 # How long a stopped worker's processes get to finish exiting before they count as left behind.
 LEFTOVER_GRACE_S = 1.0
 _OUTPUT_KEEP_BYTES = 64 * 1024
+_DRAIN_S = 1.0
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Snakepit's connect retry: 5 attempts, min(50*2^(k-1), 500) ms + jitter (snakepit: connect-retry).
 _CONNECT_ATTEMPTS = 5
@@ -92,6 +95,13 @@ class WorkerSpec:
     instance_token: str | None = None
     heartbeat_config: dict[str, object] | None = None
     image: str | None = None  # run as a container of this image: its ENTRYPOINT is the command
+    # Launched exactly as Snakepit does, without a check's overrides: if such a launch fails before any succeeded,
+    # the worker cannot start under this profile, and later launches report that failure at once (start()).
+    standard: bool = False
+
+    def worker_key(self) -> tuple[str, tuple[str, ...], str | None]:
+        """Which worker under which profile: launches with the same key start (or fail to) the same way."""
+        return self.profile.name, tuple(self.command), self.image
 
     def __post_init__(self) -> None:
         if self.image is not None and self.command:
@@ -154,6 +164,7 @@ class WorkerSpec:
             env["SNAKEPIT_HEARTBEAT_CONFIG"] = json.dumps(config)
         env.update(self.extra_env)
         env[RUN_TAG_ENV] = RUN_TAG
+        env[ownership.OWNER_ENV] = ownership.owner_identity()  # so a later run can sweep it if this one dies
         return env
 
     def cwd(self) -> str | None:
@@ -189,8 +200,9 @@ class _Output:
                 del self._kept[:-_OUTPUT_KEEP_BYTES]
 
     def text(self) -> str:
+        """The kept output as text to show: undecodable bytes replaced, control characters made visible."""
         with self._lock:
-            return self._kept.decode("utf-8", "replace")
+            return visible(self._kept.decode("utf-8", "replace"))
 
     def tail(self, lines: int = 25) -> str:
         return "\n".join(self.text().splitlines()[-lines:]) or "(no output)"
@@ -211,6 +223,23 @@ class StopResult:
 
 _live: set[WorkerProcess] = set()
 _live_lock = threading.Lock()
+# Per worker key: the first start failure of a standard launch before any launch succeeded, and the keys that
+# started at least once (then a later failure is that launch's own, perhaps transient, and judged as such).
+_unstartable: dict[tuple[str, tuple[str, ...], str | None], WorkerStartError] = {}
+_started_once: set[tuple[str, tuple[str, ...], str | None]] = set()
+
+
+def unstartable(profile_name: str) -> WorkerStartError | None:
+    """Why the worker cannot start under this profile in this process, if it cannot."""
+    with _live_lock:
+        return next((err for key, err in _unstartable.items() if key[0] == profile_name), None)
+
+
+def forget_starts() -> None:
+    """A new session judges starts afresh."""
+    with _live_lock:
+        _unstartable.clear()
+        _started_once.clear()
 
 
 class WorkerProcess:
@@ -220,7 +249,7 @@ class WorkerProcess:
         self.spec = spec
         self.profile = spec.profile
         self.argv = spec.build_argv()
-        self._tmp = Path(tempfile.mkdtemp(prefix="snakepit-contract-"))
+        self._tmp = Path(tempfile.mkdtemp(prefix=ownership.temp_prefix()))
         self.ready_file = self._tmp / "snakepit_ready" if self.profile.readiness is Readiness.READY_FILE else None
         self.env = spec.build_env(self.ready_file)
         self.tag = uuid.uuid4().hex
@@ -272,7 +301,8 @@ class WorkerProcess:
             )
         except OSError as err:
             os.close(read_fd)
-            raise WorkerStartError(f"cannot execute {self.argv[0]!r}: {err}", None, "(not started)") from err
+            raise WorkerStartError(f"cannot execute {self.argv[0]!r}: {err}", None, "(not started)",
+                                   step="exec") from err
         finally:
             os.close(write_fd)
         with _live_lock:
@@ -296,10 +326,27 @@ class WorkerProcess:
         self.output = _Output(read_fd)
 
     def start(self) -> None:
-        """Spawn, wait for readiness, then the handshake of the profile (snakepit: connect-retry)."""
-        self.spawn()
-        self.wait_ready()
-        self.connect()
+        """Spawn, wait for readiness, then the handshake of the profile (snakepit: connect-retry).
+
+        A worker that could not start under this profile at all is not launched again: the first failure is raised
+        at once, so a worker that never starts costs one readiness wait, not one per check.
+        """
+        key = self.spec.worker_key()
+        known = _unstartable.get(key)
+        if known is not None:
+            raise known.with_traceback(None)
+        try:
+            self.spawn()
+            self.wait_ready()
+            self.connect()
+        except WorkerStartError as err:
+            with _live_lock:
+                if self.spec.standard and key not in _started_once:
+                    err.unstartable = True
+                    _unstartable.setdefault(key, err)
+            raise
+        with _live_lock:
+            _started_once.add(key)
         self.after_handshake()
 
     def wait_ready(self) -> int:
@@ -349,6 +396,8 @@ class WorkerProcess:
                         f"{err.code().name} {err.details()}",
                         self.poll(),
                         self.output_tail(),
+                        # Unreachable: the announced port or the IPv4 loopback is wrong; else Ping itself failed.
+                        step="connect" if err.code() in _RETRYABLE else "ping",
                     ) from err
                 delay_ms = min(50 * 2 ** (attempt - 1), 500)
                 time.sleep((delay_ms + random.randint(1, max(1, delay_ms // 4))) / 1000)
@@ -423,7 +472,13 @@ class WorkerProcess:
             return None
 
     def output_tail(self, lines: int = 25) -> str:
-        return self.output.tail(lines) if self.output else "(not started)"
+        """The last lines of output; once the worker has exited, only after its last bytes were read."""
+        if self.output is None:
+            return "(not started)"
+        if self.poll() is not None:
+            # The reader may not have caught up with the exit yet; a child that keeps the pipe open bounds the wait.
+            self.output.join(timeout=_DRAIN_S)
+        return self.output.tail(lines)
 
     def wait_exit(self, timeout: float) -> int | None:
         """Wait for the process to exit; its status (negative = signal) or None."""

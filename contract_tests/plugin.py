@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,17 +25,18 @@ import pytest
 from contract_tests import launcher, verdicts
 from contract_tests.client import WorkerClient
 from contract_tests.codec import ToolError
-from contract_tests.errors import ContractViolation, HarnessError
+from contract_tests.errors import ContractViolation, WorkerStartError, WorkerUnreachable
 from contract_tests.host import HostEmulator
+from contract_tests.ownership import sweep_dead_runs
 from contract_tests.profiles import Profile
 from contract_tests.report.model import NOT_APPLICABLE_PREFIX, NOT_RUN_PREFIX, matches
 from contract_tests.settings import SETTINGS, Settings, add_options, resolve_settings
-from contract_tests.verdicts import ATTACHED_CLIENT, TOOLS, WORKERS, clause_of
+from contract_tests.verdicts import ATTACHED_CLIENT, TOOLS, WORKERS, clause_of, never_started, profile_of, start_judges
 
 # In attach mode a check runs only if every fixture it uses is known to leave the process alone; any other
 # (launch, worker, host, pools, scenarios...) launches, signals or watches a process, or stands in for Elixir.
 ATTACH_SAFE_FIXTURES = frozenset({
-    "client", "attached_client", "catalogue", "contract_settings", "profile", "_required_tools",
+    "client", "attached_client", "catalogue", "contract_settings", "profile", "_required_tools", "_never_started",
     "request", "pytestconfig", "tmp_path", "tmp_path_factory",
 })
 
@@ -62,6 +64,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires_tools(*names): contract tools the check needs")
     config.addinivalue_line("markers", "not_in_container(reason): NOT-RUN when the worker runs as a container")
     config.stash[SETTINGS] = resolve_settings(config)
+    launcher.forget_starts()
+    _unreachable.clear()
+    # The xdist controller, or the only process: once per run, before any worker of its own starts.
+    if not hasattr(config, "workerinput") and (line := sweep_dead_runs().line()):
+        sys.stderr.write(line + "\n")
     if config.stash[SETTINGS].worker_image:
         from contract_tests import container
 
@@ -205,7 +212,7 @@ def _own_death(worker: launcher.WorkerProcess) -> str | None:
 
 @pytest.fixture(scope="module")
 def shared_worker(contract_settings: Settings, profile: Profile, host: HostEmulator) -> Iterator[SharedWorker]:
-    shared = SharedWorker(lambda: launcher.WorkerProcess(_spec(contract_settings, profile, host)))
+    shared = SharedWorker(lambda: launcher.WorkerProcess(_spec(contract_settings, profile, host, standard=True)))
     yield shared
     shared.close()
 
@@ -220,17 +227,31 @@ def worker(shared_worker: SharedWorker, request: pytest.FixtureRequest) -> Itera
     shared_worker.check_alive(current, found.id if found else request.node.name)
 
 
+# Attach mode: the addresses (and profiles) whose handshake Ping failed, asked once per run, not per module.
+_unreachable: dict[tuple[str, str], str] = {}
+
+
+def reach(address: str, profile: Profile, timeout_s: float) -> WorkerClient:
+    """A client of the worker at the address after Snakepit's handshake Ping; WorkerUnreachable if none answers."""
+    if (known := _unreachable.get((address, profile.name))) is not None:
+        raise WorkerUnreachable(known)
+    client = WorkerClient(address, profile)
+    try:
+        client.ping("connection_test", timeout=timeout_s)
+    except grpc.RpcError as err:
+        client.close()
+        _unreachable[address, profile.name] = why = (
+            f"cannot reach the worker at {address}: Ping failed with {err.code().name} {err.details()}")
+        raise WorkerUnreachable(why) from None
+    return client
+
+
 @pytest.fixture(scope="module")
 def attached_client(contract_settings: Settings, profile: Profile) -> Iterator[WorkerClient]:
     """Attach mode: a client of the worker at --worker-address, handshaken as Snakepit does (no heartbeats)."""
     address = contract_settings.worker_address
     assert address is not None
-    client = WorkerClient(address, profile)
-    try:
-        client.ping("connection_test", timeout=10 * contract_settings.timeout_scale)
-    except grpc.RpcError as err:
-        client.close()
-        raise HarnessError(f"cannot reach the worker at {address}: {err.code().name} {err.details()}") from None
+    client = reach(address, profile, 10 * contract_settings.timeout_scale)
     if profile.initializes_worker_session:
         with contextlib.suppress(grpc.RpcError):  # Snakepit ignores the answer too (launcher.after_handshake)
             client.initialize_session()
@@ -261,16 +282,23 @@ def launch(
         *, start: bool = True, on_host: HostEmulator | None = None, elixir_address: str | None = None,
         **overrides: Any,
     ) -> launcher.WorkerProcess:
-        spec = _spec(contract_settings, profile, on_host or host, **overrides)
+        # Only a launch as Snakepit does it, with no check's overrides, can show the worker cannot start at all.
+        standard = not overrides and on_host is None and elixir_address is None
+        spec = _spec(contract_settings, profile, on_host or host, standard=standard, **overrides)
         if elixir_address is not None:
             spec.elixir_address = elixir_address
         worker = launcher.WorkerProcess(spec)
         started.append(worker)
         request.node.stash.setdefault(WORKERS, []).append(worker)
-        if start:
-            worker.start()
-        else:
-            worker.spawn()
+        try:
+            if start:
+                worker.start()
+            else:
+                worker.spawn()
+        except WorkerStartError:
+            if worker.proc is None:  # not launched (a known start failure): it has no evidence of its own
+                request.node.stash[WORKERS].remove(worker)
+            raise
         return worker
 
     yield make
@@ -287,15 +315,20 @@ def _brief(error: ToolError | None) -> str:
 
 
 @pytest.fixture(scope="module")
-def catalogue(contract_settings: Settings, request: pytest.FixtureRequest) -> frozenset[str] | str:
-    """The contract tools the worker implements, or why none could be listed."""
+def catalogue(
+    contract_settings: Settings, profile: Profile, request: pytest.FixtureRequest
+) -> frozenset[str] | str:
+    """The contract tools the worker implements under this profile, or why none could be listed."""
     client: WorkerClient | None
     if contract_settings.worker_address is not None:
         client = request.getfixturevalue("attached_client")
     else:
         client = request.getfixturevalue("shared_worker").get().client
     assert client is not None
-    reply = client.execute("contract.catalogue", {}, timeout=10)
+    try:
+        reply = client.execute("contract.catalogue", {}, timeout=10 * contract_settings.timeout_scale)
+    except grpc.RpcError as err:  # a worker may refuse an unknown tool with a status: it has no catalogue either
+        return f"worker does not implement the contract tool catalogue (gRPC {err.code().name}: {err.details()})"
     if not reply.ok:
         return f"worker does not implement the contract tool catalogue ({_brief(reply.error)})"
     tools = reply.value.get("tools") if isinstance(reply.value, dict) else None
@@ -305,7 +338,23 @@ def catalogue(contract_settings: Settings, request: pytest.FixtureRequest) -> fr
 
 
 @pytest.fixture(autouse=True)
-def _required_tools(request: pytest.FixtureRequest) -> None:
+def _never_started(contract_settings: Settings, request: pytest.FixtureRequest) -> None:
+    """A worker that cannot start under this profile is judged by the clauses of the step that failed; the
+    other checks are NOT-RUN at once, with that cause, instead of each waiting for a start that cannot come."""
+    found, profile = clause_of(request.node), profile_of(request.node)
+    if found is None or profile is None:
+        return
+    if contract_settings.worker_address is not None:
+        if (why := _unreachable.get((contract_settings.worker_address, profile.name))) is not None:
+            pytest.skip(f"{NOT_RUN_PREFIX}{why}")
+        return
+    error = launcher.unstartable(profile.name)
+    if error is not None and found.id not in start_judges(error, profile):
+        pytest.skip(never_started(error, profile))
+
+
+@pytest.fixture(autouse=True)
+def _required_tools(request: pytest.FixtureRequest, _never_started: None) -> None:
     marker = request.node.get_closest_marker("requires_tools")
     if marker is None or "profile" not in request.fixturenames:
         return

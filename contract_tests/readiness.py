@@ -33,7 +33,7 @@ class WatchedProcess(Protocol):
 
 
 def _exited(proc: WatchedProcess, what: str) -> WorkerStartError:
-    return WorkerStartError(f"worker exited before {what}", proc.poll(), proc.output_tail())
+    return WorkerStartError(f"worker exited before {what}", proc.poll(), proc.output_tail(), step="exit")
 
 
 def _timed_out(proc: WatchedProcess, what: str, seconds: float) -> WorkerStartError:
@@ -41,6 +41,7 @@ def _timed_out(proc: WatchedProcess, what: str, seconds: float) -> WorkerStartEr
         f"no {what} within {seconds:.1f} s. Hint: the worker must signal readiness once it listens",
         proc.poll(),
         proc.output_tail(),
+        step="ready",
     )
 
 

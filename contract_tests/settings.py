@@ -11,6 +11,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,10 +206,18 @@ def _validate_baseline(value: str | None, where: str) -> Baseline | None:
 
 
 def _validate_report_dir(value: str | None, where: str) -> Path | None:
+    """The directory exists or can be made, and takes a file: found now, not after a run of many minutes."""
     if value is None:
         return None
     if Path(value).exists() and not Path(value).is_dir():
         raise pytest.UsageError(f"Invalid report directory {value!r} from {where}: it is a file")
+    try:
+        Path(value).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=value):
+            pass
+    except OSError as err:
+        raise pytest.UsageError(f"Invalid report directory {value!r} from {where}: cannot write there "
+                                f"({err.strerror or err})") from None
     return Path(value)
 
 

@@ -24,9 +24,9 @@ from contract_tests import __version__, report
 from contract_tests.clause import REGISTRY, Clause
 from contract_tests.client import WorkerClient
 from contract_tests.deadline import ClauseTimeout, deadline
-from contract_tests.errors import ContractViolation, WorkerStartError
+from contract_tests.errors import ContractViolation, WorkerStartError, WorkerUnreachable
 from contract_tests.launcher import WorkerProcess
-from contract_tests.profiles import Profile
+from contract_tests.profiles import Profile, Readiness
 from contract_tests.report import json_report, terminal
 from contract_tests.report.extras import EXTRAS, ReportExtras
 from contract_tests.report.model import (
@@ -40,6 +40,7 @@ from contract_tests.report.model import (
     plan,
 )
 from contract_tests.settings import SETTINGS
+from contract_tests.visible import visible
 
 # Raised by a check's own calls, these mean the worker broke the contract; anything else is the harness's.
 _WORKER_FAULTS = (AssertionError, grpc.RpcError, WorkerStartError)
@@ -50,6 +51,7 @@ WORKERS = pytest.StashKey[list[WorkerProcess]]()
 ATTACHED_CLIENT = pytest.StashKey[WorkerClient]()
 TOOLS = pytest.StashKey[frozenset[str] | str]()
 REPORT = pytest.StashKey[RunReport]()
+REPORT_WRITE_ERROR = pytest.StashKey[str]()
 _COLLECTOR = pytest.StashKey["_Collector"]()
 _STARTED = pytest.StashKey[datetime]()
 
@@ -82,10 +84,16 @@ HEARTBEAT_CLAUSES = frozenset({"RPC-002", "RPC-003"})
 _STARTS: list[tuple[float, str]] = []
 
 
-def _profile_name(item: pytest.Item) -> str:
+def profile_of(item: pytest.Item) -> Profile | None:
+    """The profile a clause test runs under."""
     callspec = getattr(item, "callspec", None)
     profile = callspec.params.get("profile") if callspec else None
-    return profile.name if isinstance(profile, Profile) else ""
+    return profile if isinstance(profile, Profile) else None
+
+
+def _profile_name(item: pytest.Item) -> str:
+    profile = profile_of(item)
+    return profile.name if profile else ""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -128,14 +136,44 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         return (yield)
 
 
+def start_judges(error: WorkerStartError, profile: Profile) -> frozenset[str]:
+    """The clauses that judge the step at which a worker that cannot start failed; every other check is NOT-RUN.
+
+    A worker that exits (or cannot be executed) fails PROC-001; one that never signals readiness, also its
+    readiness signal and deadline; one whose announced port does not answer on 127.0.0.1, also the port report,
+    the readiness signal and PROC-015; one whose handshake Ping is answered with an error, RPC-001.
+    """
+    signal = "PROC-004" if profile.readiness is Readiness.READY_FILE else "PROC-005"
+    return frozenset({"PROC-001"} | {
+        "ready": {signal, "PROC-007"},
+        "connect": {"PROC-003", signal, "PROC-015"},
+        "ping": {"RPC-001"},
+    }.get(error.step, set()))
+
+
+def never_started(error: WorkerStartError, profile: Profile) -> str:
+    """The one NOT-RUN reason of every check a worker that cannot start leaves unjudged (tallied as one line)."""
+    judges = ", ".join(sorted(start_judges(error, profile)))
+    return f"{NOT_RUN_PREFIX}the worker never started ({judges}): {error.headline}"
+
+
 def _message(error: BaseException) -> str:
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return f"gRPC {error.code().name}: {error.details()}"
     return str(error).strip() or type(error).__name__
 
 
-def _classify(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Outcome, str]:
+def _classify(report: pytest.TestReport, call: pytest.CallInfo[None], clause_id: str,
+              profile: Profile | None) -> tuple[Outcome, str]:
     """This phase's outcome: FAIL only when the worker broke the contract, ERROR when the harness failed."""
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, WorkerStartError) and error.unstartable and profile is not None:
+        # One cause, judged once: by the clauses of the step that failed, in any phase; other checks did not run.
+        if clause_id in start_judges(error, profile):
+            return Outcome.FAIL, str(error)
+        return Outcome.NOT_RUN, never_started(error, profile)
+    if isinstance(error, WorkerUnreachable):
+        return Outcome.NOT_RUN, f"{NOT_RUN_PREFIX}{error}"
     if report.passed:
         return Outcome.PASS, ""
     if report.skipped:
@@ -186,13 +224,18 @@ def pytest_runtest_makereport(
     if found is None:
         return report
     profile_name = _profile_name(item)
-    outcome, reason = _classify(report, call)
+    outcome, reason = _classify(report, call, found.id, profile_of(item))
     if outcome is Outcome.FAIL and found.id not in HEARTBEAT_CLAUSES:
         stopped = stopped_by_heartbeat(item.stash.get(WORKERS, []))
         if stopped is not None:
             # A later check on a worker the monitor stopped says nothing about its own clause.
             outcome, reason = Outcome.ERROR, (f"{stopped}; {found.id} could not be judged on it "
                                               f"(RPC-002 judges heartbeats). The check saw: {reason}")
+    reason = visible(reason)
+    if outcome is Outcome.NOT_RUN and report.failed:
+        # Not run for a cause reported once elsewhere (a worker that cannot start or be reached): a skip to pytest,
+        # so no block of pytest frames repeats that cause for every check.
+        report.outcome, report.longrepr = "skipped", (str(item.path), item.location[1] or 0, reason)
     report.user_properties += [
         ("clause", found.id), ("level", found.level.value), ("profile", profile_name),
         ("outcome", outcome.value), ("reason", reason),
@@ -207,11 +250,12 @@ def pytest_runtest_makereport(
 
 def _evidence(report: pytest.TestReport) -> list[Evidence]:
     """Our sections of a failed phase (the requirement and repro are fields of the result instead)."""
-    found = [Evidence(title, text if len(text) <= _EVIDENCE_LIMIT else "[...]\n" + text[-_EVIDENCE_LIMIT:])
+    found = [Evidence(title, visible(text if len(text) <= _EVIDENCE_LIMIT else "[...]\n" + text[-_EVIDENCE_LIMIT:]))
              for title, text in report.sections
              if title.startswith(("worker pid ", "worker at ", "thread dump"))]
     if report.failed and not any(t.startswith("worker") for t, _ in report.sections):
-        found.append(Evidence(f"traceback ({report.when})", "\n".join(report.longreprtext.splitlines()[-40:])))
+        found.append(Evidence(f"traceback ({report.when})",
+                              visible("\n".join(report.longreprtext.splitlines()[-40:]))))
     return found
 
 
@@ -264,17 +308,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput") or not (wanted or config.stash[_COLLECTOR].records):
         return
     built = _build_report(config, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
-    if settings.report_dir is not None:
-        report.write_all(built, settings.report_dir)
-    if settings.results_path is not None:
-        settings.results_path.parent.mkdir(parents=True, exist_ok=True)
-        settings.results_path.write_text(json_report.render(built), encoding="utf-8")
     config.stash[REPORT] = built
+    try:
+        if settings.report_dir is not None:
+            report.write_all(built, settings.report_dir)
+        if settings.results_path is not None:
+            settings.results_path.parent.mkdir(parents=True, exist_ok=True)
+            settings.results_path.write_text(json_report.render(built), encoding="utf-8")
+    except OSError as err:
+        # The verdict stands, but a run whose report is lost gives none: exit 2 (cli.py), with one line saying why.
+        config.stash[REPORT_WRITE_ERROR] = f"the report could not be written: {err}"
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     built = config.stash.get(REPORT, None)
     if built is not None:
         terminalreporter.section("snakepit-contract")
-        for line, markup in terminal.summary_lines(built, config.stash[SETTINGS].report_dir):
+        lost = config.stash.get(REPORT_WRITE_ERROR, None)
+        for line, markup in terminal.summary_lines(built, None if lost else config.stash[SETTINGS].report_dir):
             terminalreporter.write_line(line, **markup)
+        if lost:
+            terminalreporter.write_line(f"No verdict: {lost}", red=True, bold=True)

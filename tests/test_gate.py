@@ -81,9 +81,9 @@ def test_a_worker_that_cannot_start_is_no_verdict(tmp_path: Path) -> None:
     """Ensure a worker that dies before it is ready leaves the judged clauses unchecked: exit 2, not 0 or 1."""
     status, output = _gate(tmp_path, "--worker-cmd", DIES_AT_START, "--", "--only", "TOOL-004", "-n", "0")
     assert status == 2, output[-3000:]
-    assert _outcomes(tmp_path) == {"TOOL-004 snakepit-0.13": "ERROR"}
+    assert _outcomes(tmp_path) == {"TOOL-004 snakepit-0.13": "NOT-RUN"}  # PROC-001, not selected, judges the start
     assert "snakepit-contract gate: NO VERDICT (exit 2)" in output
-    assert "  ERROR    TOOL-004 [snakepit-0.13]" in output
+    assert "  NOT-RUN  TOOL-004 [snakepit-0.13]" in output
 
 
 def test_a_worker_command_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:

@@ -99,6 +99,8 @@ def load_baseline(path: Path, registry: dict[str, Clause]) -> Baseline:
     """Parse and check a baseline file; raise BaselineError on the first problem."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise BaselineError(f"baseline {path} is not UTF-8 text (byte {err.start} of it); it must be TOML") from None
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise BaselineError(f"cannot read baseline {path}: {err}") from None
     unknown = set(data) - {TABLE}

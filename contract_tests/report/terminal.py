@@ -87,6 +87,7 @@ class Progress:
         self.total = 0
         self.done = 0
         self._worst: dict[str, tuple[Outcome, str, float]] = {}
+        self._causes: set[str] = set()
         self._terminal: Any = None
 
     @pytest.hookimpl(trylast=True)
@@ -124,6 +125,9 @@ class Progress:
                 return  # counted, not shown: the clause is not part of this profile's contract
             count = f"[{self.done:>{len(str(self.total))}}/{self.total}]" if self.total else f"[{self.done}]"
             detail = f"  {_first_line(worst[1])}" if worst[0] is not Outcome.PASS else ""
+            if worst[0] is Outcome.NOT_RUN:  # one cause that stops many checks is spelled out once
+                detail = "  (the same cause)" if worst[1] in self._causes else detail
+                self._causes.add(worst[1])
             self._terminal.write_line(
                 f"{count} {props['clause']:<12} {props['profile']:<14} {worst[0].value:<8} {worst[2]:6.2f} s{detail}",
                 **COLOURS[worst[0]])

@@ -1,0 +1,244 @@
+"""Self-tests of the kit under bad input, broken workers and interrupted runs (issue: one clear root cause,
+evidence that explains itself, nothing left behind).
+
+Each run goes through the command line in a subprocess, as a user types it, and each test checks the exit
+status, the one line that explains the problem, and that no worker process or temp folder is left behind.
+The broken workers are in fixtures/broken.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract_tests import cli, ownership
+
+BROKEN = Path(__file__).resolve().parent.parent / "fixtures" / "broken"
+CLI = [sys.executable, "-m", "contract_tests.cli"]
+
+
+def _worker(name: str) -> str:
+    return shlex.join([sys.executable, str(BROKEN / name)])
+
+
+def _run(*args: str, tmp_path: Path, timeout: float = 300) -> tuple[int, str, float, dict[str, Any]]:
+    """`snakepit-contract run ARGS` with its temp folders under tmp_path: status, output, seconds, conformance.json."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    started = time.monotonic()
+    done = subprocess.run([*CLI, "run", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+    path = tmp_path / "conformance-report" / "conformance.json"
+    document = json.loads(path.read_text()) if path.exists() else {}
+    return done.returncode, done.stdout + done.stderr, time.monotonic() - started, document
+
+
+def _outcomes(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    return {(c["id"], c["profile"]): c["outcome"] for c in document["clauses"]}
+
+
+def _owned_by_dead_or_me(tmp_path: Path) -> list[str]:
+    """Worker temp folders left under tmp_path."""
+    return sorted(p.name for p in tmp_path.glob(f"{ownership.TEMP_PREFIX}*"))
+
+
+def _processes_running(command_part: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if command_part in cmdline and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def test_unstartable_worker_is_judged_once_in_seconds(tmp_path: Path) -> None:
+    """Ensure a worker that exits at once gives PROC-001 FAIL with its exit status and last output, every other
+    check NOT-RUN with that one cause, exit 1, within 20 s for both profiles, and its escape sequences visible."""
+    code, output, seconds, document = _run("--worker-cmd", _worker("exits_at_once.py"), "--profile", "all",
+                                           tmp_path=tmp_path)
+    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert seconds < 20, f"{seconds:.1f} s"
+    outcomes = _outcomes(document)
+    assert {k for k, v in outcomes.items() if v == "FAIL"} == {("PROC-001", "snakepit-0.6"),
+                                                               ("PROC-001", "snakepit-0.13")}
+    assert set(outcomes.values()) == {"FAIL", "NOT-RUN"}
+    reasons = {c["reason"] for c in document["clauses"] if c["outcome"] == "NOT-RUN"}
+    assert reasons == {
+        "not run: the worker never started (PROC-001): worker exited before printing GRPC_READY:<port> (exit status 1)",
+        "not run: the worker never started (PROC-001): worker exited before writing its ready file (exit status 1)"}
+    failed = next(c for c in document["clauses"] if c["outcome"] == "FAIL")
+    assert "last line: giving up" in failed["reason"]  # the output was read to its end before the exit was recorded
+    # No terminal control reaches the terminal or a report: made visible instead.
+    assert "\x1b" not in output and "\\x1b]0;pwned title\\x07" in output
+    for name in ("conformance.md", "conformance.html", "conformance.json"):
+        text = (tmp_path / "conformance-report" / name).read_text()
+        assert "\x1b" not in text and "\x07" not in text and "\\x1b" in text, name
+    assert "Traceback" not in output and "_pytest" not in output
+    assert not _owned_by_dead_or_me(tmp_path)
+
+
+def test_a_profile_the_worker_cannot_start_under_leaves_the_other_alone(tmp_path: Path) -> None:
+    """Ensure with --profile all a worker that cannot start under 0.6 (no GRPC_READY line, as Snakepit 0.13's own
+    bridge) is NOT-RUN there, while the same checks run and pass under 0.13."""
+    code, output, _, document = _run("--worker-cmd", _worker("ready_file_only.py"), "--only", "TOOL-001,TOOL-004",
+                                     "-n", "0", "--profile", "all", "--timeout-scale", "0.1", tmp_path=tmp_path)
+    assert code == cli.EXIT_HARNESS, output[-3000:]
+    assert _outcomes(document) == {("TOOL-001", "snakepit-0.6"): "NOT-RUN", ("TOOL-004", "snakepit-0.6"): "NOT-RUN",
+                                   ("TOOL-001", "snakepit-0.13"): "PASS", ("TOOL-004", "snakepit-0.13"): "PASS"}
+    assert "never started (PROC-001, PROC-005, PROC-007): no GRPC_READY:<port> line" in output
+    assert not _owned_by_dead_or_me(tmp_path)
+
+
+def test_catalogue_refused_with_a_status_is_no_catalogue(tmp_path: Path) -> None:
+    """Ensure a worker answering contract.catalogue with gRPC NOT_FOUND has no catalogue (SKIP with the status),
+    no ERROR, and PROC-017 is judged on its output only."""
+    code, output, _, document = _run("--worker-cmd", _worker("catalogue_not_found.py"), "-n", "0",
+                                     "--only", "TOOL-001,PROC-017,STREAM-001", "--level", "all", tmp_path=tmp_path)
+    outcomes = _outcomes(document)
+    assert outcomes == {("TOOL-001", "snakepit-0.13"): "SKIP", ("STREAM-001", "snakepit-0.13"): "SKIP",
+                        ("PROC-017", "snakepit-0.13"): "PASS"}, output[-3000:]
+    assert code == cli.EXIT_CONFORMANT
+    reason = next(c["reason"] for c in document["clauses"] if c["id"] == "TOOL-001")
+    assert reason == ("capability: worker does not implement the contract tool catalogue "
+                      "(gRPC NOT_FOUND: unknown tool contract.catalogue)")
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def http_server() -> Iterator[int]:
+    """A server that speaks HTTP/1.1, not gRPC."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("target", ["closed_port", "http_server"])
+def test_unreachable_address_is_one_line_and_no_verdict(target: str, request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    """Ensure --worker-address to a closed port or a non-gRPC server gives exit 2 and one line, before any check."""
+    port = request.getfixturevalue(target)
+    code, output, seconds, document = _run("--worker-address", f"127.0.0.1:{port}", tmp_path=tmp_path)
+    assert code == cli.EXIT_HARNESS
+    expected = f"snakepit-contract: no verdict (exit 2): cannot reach the worker at 127.0.0.1:{port}: Ping failed with "
+    assert output.count("\n") == 1 and output.startswith(expected), output
+    assert seconds < 15 and not document
+
+
+def test_unreachable_address_under_pytest_is_not_run_not_error(closed_port: int, tmp_path: Path) -> None:
+    """Ensure the plugin (pytest without the CLI) reports checks of an unreachable worker NOT-RUN, each once."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs",
+                           "contract_tests.clauses", "--worker-address", f"127.0.0.1:{closed_port}",
+                           "--only", "RPC-001,TOOL-00*", "-q",
+                           "--contract-json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert set(_outcomes(document).values()) == {"NOT-RUN"}, done.stdout[-3000:]
+    assert all(f"cannot reach the worker at 127.0.0.1:{closed_port}" in c["reason"] for c in document["clauses"])
+    assert "ERROR" not in done.stdout and "Traceback" not in done.stdout
+
+
+def test_baseline_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    """Ensure a binary baseline is one line and exit 3, before any worker starts."""
+    baseline = tmp_path / "baseline.toml"
+    baseline.write_bytes(b"\xff\xfe[[expected_failure]]\n")
+    code, output, _, document = _run("--baseline", str(baseline), tmp_path=tmp_path)
+    assert code == cli.EXIT_USAGE and not document
+    assert [line for line in output.splitlines() if line.strip()] == [
+        f"ERROR: Invalid baseline from --baseline: baseline {baseline} is not UTF-8 text (byte 0 of it); "
+        "it must be TOML"]
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "/proc/snakepit-contract-report"])
+def test_report_dir_that_cannot_be_written_is_a_usage_error(where: str, tmp_path: Path) -> None:
+    """Ensure an unwritable --report-dir is one line and exit 3 before the run, not exit 1 after it."""
+    if where == "under-a-file":
+        (tmp_path / "file").write_text("")
+        where = str(tmp_path / "file" / "report")
+    code, output, seconds, _ = _run("--report-dir", where, tmp_path=tmp_path)
+    assert code == cli.EXIT_USAGE
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"ERROR: Invalid report directory {where!r} from --report-dir: "
+                                                   "cannot write there ("), output
+    assert seconds < 10
+
+
+def test_report_that_cannot_be_written_after_the_run_is_no_verdict(tmp_path: Path) -> None:
+    """Ensure a conformant run whose report cannot be written exits 2, saying why, never 1."""
+    blocked = tmp_path / "conformance-report"
+    (blocked / "conformance.md").mkdir(parents=True)  # a folder where the file must go
+    code, output, _, _ = _run("--only", "TOOL-004", "-n", "0", tmp_path=tmp_path)
+    assert code == cli.EXIT_HARNESS, output[-3000:]
+    assert output.splitlines()[-1].startswith(
+        "snakepit-contract: no verdict (exit 2): the run was CONFORMANT, but the report could not be written: ")
+    assert "Traceback" not in output
+
+
+def test_a_sigkilled_run_leaves_nothing_after_the_next_run_starts(tmp_path: Path) -> None:
+    """Ensure workers (without orphan defence) and temp folders of a SIGKILLed run are swept by the next run."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    worker = BROKEN / "no_orphan_defence.py"
+    kit = subprocess.Popen([*CLI, "run", "--worker-cmd", shlex.join([sys.executable, str(worker)]), "-n", "0",
+                            "--only", "PROC-012,TOOL-0*", "--report-dir", str(tmp_path / "first")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        # Until a worker leads its own process group (SNAKEPIT_PROCESS_GROUP=1): then it outlives the kit's group.
+        deadline = time.monotonic() + 60
+        while not [p for p in _processes_running(str(worker)) if os.getpgid(p) != kit.pid] \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        os.killpg(kit.pid, signal.SIGKILL)
+        kit.wait()
+    time.sleep(0.3)
+    survivors = _processes_running(str(worker))
+    assert survivors and _owned_by_dead_or_me(tmp_path), "the SIGKILL left nothing: this test proves nothing"
+    code, output, _, _ = _run("--only", "TOOL-004", "-n", "0", tmp_path=tmp_path)
+    assert code == cli.EXIT_CONFORMANT, output[-3000:]
+    assert ("snakepit-contract: swept what earlier runs that died left behind: "
+            f"killed {len(survivors)} worker process(es)") in output
+    deadline = time.monotonic() + 5
+    while _processes_running(str(worker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _processes_running(str(worker))
+    assert not _owned_by_dead_or_me(tmp_path)
+
+
+def test_sweep_spares_a_live_owner(tmp_path: Path) -> None:
+    """Ensure the sweep never touches the temp folder of a live process, and removes that of a dead one."""
+    mine = tmp_path / (ownership.temp_prefix() + "live")
+    mine.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    theirs = tmp_path / f"{ownership.TEMP_PREFIX}{ownership.boot_id()[:8]}.{dead.pid}.1-dead"
+    theirs.mkdir()
+    other = tmp_path / f"{ownership.TEMP_PREFIX}not-an-owner"
+    other.mkdir()
+    swept = ownership.sweep_dead_runs(tmp_path)
+    assert swept.folders == (theirs.name,)
+    assert mine.exists() and other.exists() and not theirs.exists()
