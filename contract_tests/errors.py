@@ -7,7 +7,9 @@ run (an ERROR). Reports must never mix the two.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from enum import Enum
 
 
 class ContractViolation(AssertionError):
@@ -44,9 +46,31 @@ class WorkerStartError(RuntimeError):
         self.unstartable = False
 
 
+def render(value: object) -> str:
+    """A value as the reader of a report knows it from the wire: JSON (null, false, {"k": 1}), not Python's repr;
+    bytes by their length and first bytes in hex, a gRPC status code by its name."""
+    if isinstance(value, Enum):
+        return str(value.name)
+    try:
+        return json.dumps(value, ensure_ascii=False, default=_unjson)
+    except (TypeError, ValueError):  # circular, or a key JSON cannot have
+        return repr(value)
+
+
+def _unjson(value: object) -> object:
+    if isinstance(value, bytes | bytearray):
+        shown = bytes(value[:32]).hex()
+        return f"<{len(value)} bytes: {shown}{'...' if len(value) > 32 else ''}>"
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value, key=repr) if isinstance(value, set | frozenset) else list(value)
+    if isinstance(value, Enum):
+        return value.name
+    return repr(value)
+
+
 def expect(condition: object, what: str, expected: Sequence[str] | str, actual: object) -> None:
-    """Raise a ContractViolation unless condition holds."""
+    """Raise a ContractViolation unless condition holds; a non-text actual value is shown as JSON."""
     __tracebackhide__ = True
     if not condition:
-        raise ContractViolation(what, expected, actual if isinstance(actual, str) else repr(actual))
+        raise ContractViolation(what, expected, actual if isinstance(actual, str) else render(actual))
 

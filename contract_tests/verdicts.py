@@ -31,6 +31,7 @@ from contract_tests.report import json_report, terminal
 from contract_tests.report.extras import EXTRAS, ReportExtras
 from contract_tests.report.model import (
     LEVELS,
+    NOT_APPLICABLE_PREFIX,
     NOT_RUN_PREFIX,
     CheckRecord,
     Evidence,
@@ -159,8 +160,19 @@ def never_started(error: WorkerStartError, profile: Profile) -> str:
 
 def _message(error: BaseException) -> str:
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
-        return f"gRPC {error.code().name}: {error.details()}"
+        return grpc_status(error)
     return str(error).strip() or type(error).__name__
+
+
+def grpc_status(error: grpc.RpcError) -> str:
+    """A call's end as data: status code, details and the trailing metadata the worker sent."""
+    code = error.code() if hasattr(error, "code") else None
+    details = error.details() if hasattr(error, "details") else None
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    text = f"gRPC {code.name if code else 'status unknown'}: {details!s}"
+    if trailing:
+        text += "; trailing metadata: " + ", ".join(f"{item.key}={item.value!r}" for item in trailing)
+    return text
 
 
 def _classify(report: pytest.TestReport, call: pytest.CallInfo[None], clause_id: str,
@@ -225,12 +237,14 @@ def pytest_runtest_makereport(
         return report
     profile_name = _profile_name(item)
     outcome, reason = _classify(report, call, found.id, profile_of(item))
-    if outcome is Outcome.FAIL and found.id not in HEARTBEAT_CLAUSES:
-        stopped = stopped_by_heartbeat(item.stash.get(WORKERS, []))
-        if stopped is not None:
-            # A later check on a worker the monitor stopped says nothing about its own clause.
-            outcome, reason = Outcome.ERROR, (f"{stopped}; {found.id} could not be judged on it "
-                                              f"(RPC-002 judges heartbeats). The check saw: {reason}")
+    stopped = stopped_by_heartbeat(item.stash.get(WORKERS, [])) if outcome is Outcome.FAIL else None
+    if stopped is not None and found.id in HEARTBEAT_CLAUSES:
+        # The monitor's own beat is the first cause; what the check saw afterwards (UNAVAILABLE) is its consequence.
+        reason = f"{stopped}, the first cause. Then the check saw: {reason}"
+    elif stopped is not None:
+        # A later check on a worker the monitor stopped says nothing about its own clause.
+        outcome, reason = Outcome.ERROR, (f"{stopped}; {found.id} could not be judged on it "
+                                          f"(RPC-002 judges heartbeats). The check saw: {reason}")
     reason = visible(reason)
     if outcome is Outcome.NOT_RUN and report.failed:
         # Not run for a cause reported once elsewhere (a worker that cannot start or be reached): a skip to pytest,
@@ -246,6 +260,18 @@ def pytest_runtest_makereport(
     if report.failed:
         _attach_evidence(item, report, call, found, profile_name)
     return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """pytest's own tally (its last line) says what the suite means: not applicable and not run, not "skipped"."""
+    props = dict(report.user_properties)
+    if not report.skipped or "outcome" not in props:
+        return None
+    if str(props["reason"]).startswith(NOT_APPLICABLE_PREFIX):
+        return "not applicable", "n", "NOT APPLICABLE"
+    if props["outcome"] == Outcome.NOT_RUN.value:
+        return "not run", "N", "NOT-RUN"
+    return None
 
 
 def _evidence(report: pytest.TestReport) -> list[Evidence]:

@@ -32,16 +32,15 @@ import grpc
 
 from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
 from reference_worker.elixir import ElixirClient, heartbeat_watchdog, load_heartbeat_config
-from reference_worker.servicer import BridgeServicer
+from reference_worker.servicer import MAX_MESSAGE, BridgeServicer
 from reference_worker.tools import WorkerState
 
 _LOG = logging.getLogger("reference_worker")
 EXIT_ORPHANED = 70  # EX_SOFTWARE: distinguishable from a clean stop (0) and from a crash.
 SHUTDOWN_GRACE_S = 1.0  # Leaves room inside Snakepit 0.6's 2 s SIGTERM→SIGKILL window.
-_MAX_MESSAGE = 256 << 20
 _SERVER_OPTIONS = [
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.so_reuseport", 0),  # An explicit --port already in use must fail the bind, not be shared.
 ]
 _VALUE_FLAGS = frozenset(

@@ -18,6 +18,9 @@ from reference_worker.errors import ToolError, format_error
 from reference_worker.tools import CATALOGUE, STREAMING, UNARY, BinaryResult, Call, Context, WorkerState
 
 _LOG = logging.getLogger(__name__)
+# The largest message the server sends or receives; a reply's result and binary_result must fit in it.
+MAX_MESSAGE = 256 << 20
+MAX_REPLY_BYTES = MAX_MESSAGE - (1 << 20)  # room for the reply's other fields and framing
 _ELIXIR_ONLY = "served by the Elixir side, not by workers"
 
 
@@ -95,6 +98,10 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
             if type(value) is BinaryResult:
                 value, data = value
             result = AnyMessage(type_url=STRING_VALUE_URL, value=encode_json(value))
+            if len(result.value) + len(data) > MAX_REPLY_BYTES:
+                # Sent anyway, gRPC would fail the call with RESOURCE_EXHAUSTED and log a traceback.
+                raise ToolError("ResultTooLarge", f"the result is {len(result.value) + len(data)} bytes; this worker "
+                                f"sends at most {MAX_REPLY_BYTES} bytes in one reply")
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

@@ -592,3 +592,27 @@ def test_watchdog_leaves_after_misses_only_when_dependent(monkeypatch: pytest.Mo
     assert not _watch(_ScriptedElixir([]), dependent=True)  # Never answered: still inside the startup budget.
     monkeypatch.setattr(elixir_module, "STARTUP_BUDGET_S", 0.0)
     assert _watch(_ScriptedElixir([]), dependent=True)
+
+
+def test_deep_nesting_is_invalid_parameters_with_the_limit(worker: Worker) -> None:
+    """Ensure 1,000-deep JSON is an application error naming the limit, never the decoder's RecursionError."""
+    deep = pb.ExecuteToolRequest(tool_name="contract.echo", parameters={
+        "x": any_pb2.Any(type_url=STRING_VALUE, value=b"[" * 1000 + b"]" * 1000)})
+    error = worker.error(deep)
+    assert error["type"] == "InvalidParameters" and "deeper than 512 levels" in error["message"]
+    in_strings = json.dumps(["[" * 1000, {"k": "{" * 600}]).encode()  # brackets inside strings do not nest
+    assert worker.call(pb.ExecuteToolRequest(tool_name="contract.echo", parameters={
+        "x": any_pb2.Any(type_url=STRING_VALUE, value=in_strings)})).success
+    assert worker.result("contract.echo", x=json.loads("[" * 512 + "]" * 512))["x"] is not None
+
+
+def test_a_result_too_large_to_send_is_a_clean_error(spawn: Spawn) -> None:
+    """Ensure a result over the message limit is success=false, ResultTooLarge, with no traceback in the log."""
+    worker = spawn()
+    error = worker.error(_request("contract.blob", size=260 << 20, binary=True))
+    assert error["type"] == "ResultTooLarge" and error["message"].endswith("bytes in one reply"), error
+    assert worker.result("contract.add", a=1, b=2) == 3  # still serving
+    worker.proc.terminate()
+    assert worker.proc.stdout is not None
+    log = worker.output + worker.proc.stdout.read()
+    assert b"Traceback" not in log and b"Error" not in log, log[-2000:]

@@ -19,12 +19,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from contract_tests import cli, ownership
+from contract_tests.errors import render
+from contract_tests.verdicts import grpc_status
 
 BROKEN = Path(__file__).resolve().parent.parent / "fixtures" / "broken"
 CLI = [sys.executable, "-m", "contract_tests.cli"]
@@ -242,3 +246,29 @@ def test_sweep_spares_a_live_owner(tmp_path: Path) -> None:
     swept = ownership.sweep_dead_runs(tmp_path)
     assert swept.folders == (theirs.name,)
     assert mine.exists() and other.exists() and not theirs.exists()
+
+
+def test_a_grpc_status_is_shown_with_its_details_and_trailing_metadata() -> None:
+    """Ensure evidence of a call that ended with a status names code, details and trailing metadata."""
+    def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.set_trailing_metadata((("retry-after", "5"),))
+        context.abort(grpc.StatusCode.UNKNOWN, "exception in tool: boom")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "probe.Probe", {"Call": grpc.unary_unary_rpc_method_handler(refuse)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError) as raised:
+            channel.unary_unary("/probe.Probe/Call", None, None)(b"", timeout=5)
+    finally:
+        server.stop(None)
+    assert grpc_status(raised.value) == ("gRPC UNKNOWN: exception in tool: boom; trailing metadata: "
+                                         "retry-after='5'")
+
+
+def test_values_in_evidence_are_json() -> None:
+    """Ensure expected/actual values read as JSON, not Python (None, False, b'...', single quotes)."""
+    assert [render(v) for v in (None, False, {"name": "p"}, b"\x00\x01", grpc.StatusCode.UNKNOWN)] == [
+        "null", "false", '{"name": "p"}', '"<2 bytes: 0001>"', "UNKNOWN"]

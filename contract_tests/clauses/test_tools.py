@@ -167,8 +167,9 @@ def test_binary_parameters_opaque(client: WorkerClient) -> None:
                "the worker unpickled it (the marker file exists)")
     digests = got.get("sha256", {}) if isinstance(got, dict) else {}
     for key, data in (("pickle", blob), ("raw", raw)):
-        expect(digests.get(key) == hashlib.sha256(data).hexdigest(), f"sha256 of binary parameter {key!r}",
-               "unchanged bytes", digests.get(key))
+        sent = hashlib.sha256(data).hexdigest()
+        expect(digests.get(key) == sent, f"sha256 of binary parameter {key!r} as the worker saw it",
+               f"{sent} (the sha256 of the {len(data)} bytes sent)", digests.get(key))
 
 
 @clause("TOOL-013")
@@ -222,7 +223,7 @@ def test_execute_without_initialize_session(client: WorkerClient, profile: Profi
     request, headers = client.tool_request("contract.echo", {"fresh": True})
     request.session_id = profile.fixed_session_id or "session_999_never_initialized"
     got = _ok(client.execute_request(request, headers), "contract.echo in an uninitialized session")
-    expect(got == {"fresh": True}, "echo result", "{'fresh': True}", got)
+    expect(got == {"fresh": True}, "echo result", '{"fresh": true}', got)
 
 
 @clause("TOOL-019")
