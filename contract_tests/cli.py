@@ -13,6 +13,7 @@ import argparse
 import importlib
 import inspect
 import pkgutil
+import re
 import shlex
 import sys
 import textwrap
@@ -32,11 +33,13 @@ from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
 from contract_tests.report.extras import ReportExtras, ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
 from contract_tests.report.terminal import Progress
+from contract_tests.scenarios import describe_steps, load_scenario
 from contract_tests.settings import DEFAULT_WORKER_CMD, Settings, _validate_worker_address
 from contract_tests.snakepit_sources import ENTRIES, SourcesUnavailable, check_citations, directory_reader, git_reader
 from contract_tests.verdicts import REPORT, REPORT_WRITE_ERROR
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_HARNESS, EXIT_USAGE = 0, 1, 2, 3
+_SCENARIO_CALL = re.compile(r"""run_scenario\(["']([^"']+)["']\)""")
 SUITE_INI = Path(__file__).with_name("suite.ini")
 
 
@@ -228,6 +231,8 @@ def _checks(clause_id: str) -> list[str]:
         if tools:
             lines.append(f"  needs contract tools: {', '.join(t for group in tools for t in group)}")
         lines += [f"    | {line.rstrip()}" for line in source]
+        for name in _SCENARIO_CALL.findall("".join(source)):  # a scenario check: its steps are the check
+            lines += [f"    {line}" for line in describe_steps(load_scenario(name)).splitlines()]
     return lines
 
 

@@ -272,6 +272,8 @@ class PoolEmulator:
         self._supervisor_restarts: collections.deque[float] = collections.deque()
         self._runtime_restarts: collections.deque[float] = collections.deque()
         self._retired: list[WorkerProcess] = []
+        # Every worker process this pool created, in order: the evidence (and log files) of a failed check.
+        self.launched: list[WorkerProcess] = []
         # Workers the HeartbeatMonitor stopped while they were still alive (not crashes it merely noticed).
         self._heartbeat_stopped: set[WorkerProcess] = set()
         self._threads: list[threading.Thread] = []
@@ -758,6 +760,7 @@ class PoolEmulator:
                 return
             try:
                 process = WorkerProcess(self._make_spec())
+                self.launched.append(process)
             except Exception as err:
                 slot.start_error, slot.state = err, "empty"
                 self._event(f"{slot.worker_id}: make_spec failed: {err!r}")

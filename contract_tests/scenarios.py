@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +33,18 @@ from contract_tests.session_store import DEFAULT_MAX_SESSIONS, SessionNotFound, 
 
 SCENARIO_DIR = data_dir() / "scenarios"
 Step = dict[str, Any]
+
+
+def describe_steps(scenario: Mapping[str, Any], failed: Collection[int] = ()) -> str:
+    """The scenario's pool and steps, one line each, the failed ones marked: what a reader needs to replay it."""
+    pool = ", ".join(f"{k}={json.dumps(v)}" for k, v in scenario["pool"].items())
+    lines = [f"scenario {scenario['name']}: pool {pool}"]
+    for index, step in enumerate(scenario["steps"], 1):
+        args = {k: v for k, v in step.items() if k not in {"op", "clause", "note"}}
+        clause = f"  [{step['clause']}]" if "clause" in step else ""
+        mark = "  <-- FAILED" if index in failed else ""
+        lines.append(f"{index:>3}. {step['op']} {json.dumps(args, ensure_ascii=False)}{clause}{mark}")
+    return "\n".join(lines)
 
 
 def scenario_names() -> list[str]:
@@ -113,6 +125,7 @@ class ScenarioRunner:
         self._spawned: list[_Outcome] = []
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="scenario")
         self._stats_at_start: dict[str, int] = {}
+        self.failed_steps: set[int] = set()
 
     # -- running -----------------------------------------------------------------------------------
     def run(self) -> dict[str, list[ContractViolation]]:
@@ -143,7 +156,13 @@ class ScenarioRunner:
                 self.pool.stop()
             self.host.stop()
 
+    @property
+    def launched(self) -> list[WorkerProcess]:
+        """The worker processes the scenario's pool created."""
+        return self.pool.launched if self.pool is not None else []
+
     def _fail(self, index: int, step: Step, expected: str, actual: str) -> None:
+        self.failed_steps.add(index)
         label = f"step {index} {step['op']}" + (f" {step['id']!r}" if "id" in step else "")
         clause = f" [{step['clause']}]" if "clause" in step else ""
         evidence = "\n".join(self.pool.events[-15:]) if self.pool else ""

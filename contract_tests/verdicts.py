@@ -51,6 +51,9 @@ _EVIDENCE_LIMIT = 6000
 WORKERS = pytest.StashKey[list[WorkerProcess]]()
 ATTACHED_CLIENT = pytest.StashKey[WorkerClient]()
 TOOLS = pytest.StashKey[frozenset[str] | str]()
+# Also left by fixtures: the lists of workers pools launched (filled as they go), and titled evidence of their own.
+LAUNCHED = pytest.StashKey[list[list[WorkerProcess]]]()
+EXTRA_EVIDENCE = pytest.StashKey[list[tuple[str, str]]]()
 REPORT = pytest.StashKey[RunReport]()
 REPORT_WRITE_ERROR = pytest.StashKey[str]()
 _COLLECTOR = pytest.StashKey["_Collector"]()
@@ -211,7 +214,10 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, call: pytest.
         f"{found.level.value}: {found.requirement}\nReproduce: {settings.repro(found.id, profile_name, found.level)}",
     ))
     logs = {}
-    for worker in item.stash.get(WORKERS, []):
+    extra: list[tuple[str, str]] = item.stash.get(EXTRA_EVIDENCE, [])
+    report.sections += extra
+    pooled = [w for launched in item.stash.get(LAUNCHED, []) for w in launched]
+    for worker in dict.fromkeys([*item.stash.get(WORKERS, []), *pooled]):
         pid = worker.proc.pid if worker.proc else "-"
         report.sections.append((f"worker pid {pid}", worker.evidence()))
         if worker.output is not None:
@@ -278,7 +284,7 @@ def _evidence(report: pytest.TestReport) -> list[Evidence]:
     """Our sections of a failed phase (the requirement and repro are fields of the result instead)."""
     found = [Evidence(title, visible(text if len(text) <= _EVIDENCE_LIMIT else "[...]\n" + text[-_EVIDENCE_LIMIT:]))
              for title, text in report.sections
-             if title.startswith(("worker pid ", "worker at ", "thread dump"))]
+             if title.startswith(("worker pid ", "worker at ", "thread dump", "scenario "))]
     if report.failed and not any(t.startswith("worker") for t, _ in report.sections):
         found.append(Evidence(f"traceback ({report.when})",
                               visible("\n".join(report.longreprtext.splitlines()[-40:]))))

@@ -173,3 +173,19 @@ def test_html_renders_in_headless_chromium_and_filters_by_outcome_and_area(tmp_p
     assert 'data-ready="true"' in dom and "Showing 2 of 10" in dom
     visible = re.findall(r"<tr data-outcome=\"(\w+)\" data-area=\"(\w+)\"(?: class=\"warn\")?>", dom)
     assert sorted(visible) == [("FAIL", "PROC"), ("FAIL", "PROC")]
+
+
+def test_html_lists_failures_first_and_counts_that_reconcile() -> None:
+    """Ensure the HTML results start with the judged failures (passes last), its area table counts the worker's
+    checks only (emulator self-checks apart), and a multi-glob --only reads as it was given."""
+    sample = sample_report()
+    sample.only = ("PROC-*", "TOOL-00?")
+    text = html.render(sample)
+    rows = re.findall(r"<tr data-outcome='([A-Z-]+)' data-area='[A-Z]+'[^>]*><td><strong>([A-Z]+-\d+)</strong>", text)
+    assert rows[0] == ("FAIL", "PROC-011") and rows[-1] == ("PASS", "PROC-010")
+    assert [clause for _, clause in rows].index("SESSION-001") > [clause for _, clause in rows].index("STREAM-001")
+    assert "--only PROC-*,TOOL-00?" in text and "--only PROC-* --only" not in text
+    table = text.split("<h2>Summary by area and level</h2>", 1)[1].split("</table>", 1)[0]
+    assert "SESSION" not in table  # the area holds only an emulator self-check here
+    judged_cells = sum(len(v) for (_, level), v in sample.matrix().items() if level.value == "MUST")
+    assert judged_cells == len([r for r in sample.results if r.clause.judges_worker and r.clause.level.value == "MUST"])

@@ -272,3 +272,18 @@ def test_values_in_evidence_are_json() -> None:
     """Ensure expected/actual values read as JSON, not Python (None, False, b'...', single quotes)."""
     assert [render(v) for v in (None, False, {"name": "p"}, b"\x00\x01", grpc.StatusCode.UNKNOWN)] == [
         "null", "false", '{"name": "p"}', '"<2 bytes: 0001>"', "UNKNOWN"]
+
+
+def test_a_failed_scenario_shows_its_steps_and_the_pool_workers_logs(tmp_path: Path) -> None:
+    """Ensure a scenario clause's failure carries the scenario's steps with the failed one marked, and a log file
+    per worker its pool launched."""
+    mutant = Path(__file__).resolve().parent.parent / "fixtures" / "mutants" / "forgets_programs.py"
+    code, output, _, document = _run("--worker-cmd", shlex.join([sys.executable, str(mutant)]), "-n", "0",
+                                     "--only", "SESSION-011", tmp_path=tmp_path)
+    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    [result] = document["clauses"]
+    steps = next(e["text"] for e in result["evidence"] if e["title"] == "scenario session/in-session-parameter")
+    assert steps.startswith("scenario session/in-session-parameter: pool size=1\n  1. execute ")
+    assert "[SESSION-011]  <-- FAILED" in steps
+    logs = sorted(p.name for p in (tmp_path / "conformance-report" / "workers").iterdir())
+    assert logs and all(name.startswith("SESSION-011-snakepit-0.13-") for name in logs)

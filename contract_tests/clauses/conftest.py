@@ -13,7 +13,8 @@ from contract_tests.launcher import WorkerSpec
 from contract_tests.plugin import Settings
 from contract_tests.pool import PoolEmulator
 from contract_tests.profiles import Profile
-from contract_tests.scenarios import ScenarioRunner, load_scenario
+from contract_tests.scenarios import ScenarioRunner, describe_steps, load_scenario
+from contract_tests.verdicts import EXTRA_EVIDENCE, LAUNCHED
 
 RunScenario = Callable[[str], None]
 MakePool = Callable[..., PoolEmulator]
@@ -53,7 +54,13 @@ def run_scenario(
             return _spec_maker(contract_settings, profile, runner.host)()
 
         runner = ScenarioRunner(scenario, profile, make_spec, contract_settings.timeout_scale)
-        found = runner.run().get(clause_id, [])
+        try:
+            found = runner.run().get(clause_id, [])
+        finally:
+            # The pool's workers and the scenario's steps, failed ones marked: the evidence if the check fails.
+            request.node.stash.setdefault(LAUNCHED, []).append(runner.launched)
+            request.node.stash.setdefault(EXTRA_EVIDENCE, []).append(
+                (f"scenario {name}", describe_steps(scenario, runner.failed_steps)))
         if found:
             raise ContractViolation(f"{len(found)} step(s) of scenario {name} failed for {clause_id}",
                                     "every step passes", "\n\n".join(str(v) for v in found))
@@ -62,7 +69,7 @@ def run_scenario(
 
 
 @pytest.fixture
-def make_pool(contract_settings: Settings, profile: Profile) -> Iterator[MakePool]:
+def make_pool(contract_settings: Settings, profile: Profile, request: pytest.FixtureRequest) -> Iterator[MakePool]:
     """Pools of the worker under test, each with its own emulated Elixir side; all stopped at teardown."""
     made: list[tuple[HostEmulator, PoolEmulator]] = []
 
@@ -71,6 +78,7 @@ def make_pool(contract_settings: Settings, profile: Profile) -> Iterator[MakePoo
         host.start()
         pool = PoolEmulator(_spec_maker(contract_settings, profile, host), profile, host, size=size, **kwargs)
         made.append((host, pool))
+        request.node.stash.setdefault(LAUNCHED, []).append(pool.launched)
         pool.start(timeout=60 * contract_settings.timeout_scale)
         return pool
 

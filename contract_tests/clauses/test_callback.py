@@ -8,8 +8,8 @@ import time
 
 from contract_tests.clause import clause, requires_tools
 from contract_tests.client import CORRELATION_HEADER, WorkerClient
-from contract_tests.codec import is_json
-from contract_tests.errors import expect
+from contract_tests.codec import ToolReply, is_json
+from contract_tests.errors import expect, render
 from contract_tests.host import HostEmulator
 from contract_tests.plugin import Launch
 from contract_tests.profiles import Profile
@@ -17,6 +17,11 @@ from contract_tests.proto import snakepit_bridge_pb2 as pb
 
 # Snakepit >= 0.6.6 ToolRegistry rule (snakepit: tool-registration).
 VALID_TOOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
+
+
+def _answer(reply: ToolReply) -> str:
+    """What the worker answered the tool call, the cause a missing or wrong callback usually has."""
+    return f"success=false, error {reply.error.raw.strip()}" if reply.error else f"success=true, {render(reply.value)}"
 
 
 def _free_port() -> int:
@@ -72,20 +77,22 @@ def test_call_elixir_round_trip(client: WorkerClient, host: HostEmulator) -> Non
     host.clear_calls()
     reply = client.execute("contract.call_elixir", {"tool": "elixir_echo", "parameters": params})
     calls = host.calls("ExecuteElixirTool")
-    expect(calls, "ExecuteElixirTool calls seen by the Elixir side", "one", "none")
+    expect(calls, "contract.call_elixir made no ExecuteElixirTool call to the Elixir side", "one call",
+           f"none; the worker answered: {_answer(reply)}")
     for key, value in calls[-1].request_as(pb.ExecuteElixirToolRequest).parameters.items():
         expect(is_json(value.value), f"Any.value of Elixir tool parameter {key!r}", "JSON text", value.value[:60])
-    expect(reply.ok and reply.value == params, "contract.call_elixir result", repr(params),
-           reply.error.raw if reply.error else reply.value)
+    expect(reply.ok and reply.value == params, "contract.call_elixir result", render(params), _answer(reply))
 
 
 @clause("CALLBACK-004")
 @requires_tools("contract.call_elixir")
 def test_propagates_correlation_id(client: WorkerClient, host: HostEmulator) -> None:
     host.clear_calls()
-    client.execute("contract.call_elixir", {"tool": "elixir_echo", "parameters": {}}, correlation_id="corr-cb-4")
+    reply = client.execute("contract.call_elixir", {"tool": "elixir_echo", "parameters": {}},
+                           correlation_id="corr-cb-4")
     calls = host.calls("ExecuteElixirTool")
-    expect(calls, "ExecuteElixirTool calls", "one", "none")
+    expect(calls, "contract.call_elixir made no ExecuteElixirTool call to the Elixir side", "one call",
+           f"none; the worker answered: {_answer(reply)}")
     request = calls[-1].request_as(pb.ExecuteElixirToolRequest)
     seen = calls[-1].metadata.get(CORRELATION_HEADER) or request.metadata.get("correlation_id")
     expect(seen == "corr-cb-4", "correlation id on the call into Elixir", "corr-cb-4", seen)

@@ -114,7 +114,8 @@ def _info(report: RunReport) -> str:
         ("Profiles", escape(", ".join(report.profiles))),
         ("Level", f"<code>{report.level}</code>: {report.level_label} clauses decide the verdict; others are warnings"),
         ("Baseline", f"<code>{escape(report.baseline)}</code>" if report.baseline else "none"),
-        ("Selection", escape(" ".join([*(f"--only {g}" for g in report.only), *(f"--skip {g}" for g in report.skip)])
+        ("Selection", escape(" ".join([*([f"--only {','.join(report.only)}"] if report.only else []),
+                                       *([f"--skip {','.join(report.skip)}"] if report.skip else [])])
                              or "every clause") + f" ({report.not_selected} not selected, "
                                                   f"{report.not_applicable} not applicable to a profile)"),
         ("Run", f"{report.started_at:%Y-%m-%d %H:%M:%S} UTC, "
@@ -135,8 +136,9 @@ def _matrix(report: RunReport) -> str:
     body = "".join(
         f"<tr><th>{area} <span class='muted'>{escape(title)}</span></th>"
         + "".join(_cell(matrix.get((area, level), []), level in judged) for level in Level) + "</tr>"
-        for area, title in report.areas.items())
-    return f"<table>{head}{body}</table>"
+        for area, title in report.areas.items() if any(key[0] == area for key in matrix))
+    return (f"<table>{head}{body}</table><p class='muted'>Checks of the worker only: the judged columns add up to "
+            "the verdict's judged checks. Emulator self-checks are counted apart, above.</p>")
 
 
 def _filters(report: RunReport) -> str:
@@ -188,7 +190,7 @@ def _judged_note(result: ClauseResult) -> str:
 
 def _rows(report: RunReport) -> str:
     rows = []
-    for r in report.results:
+    for r in report.in_reading_order():
         warn = " class='warn'" if not r.judged and r.outcome in FAILING | UNJUDGED else ""
         rows.append(
             f"<tr data-outcome='{r.outcome.value}' data-area='{r.clause.area}'{warn}>"

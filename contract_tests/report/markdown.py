@@ -75,10 +75,13 @@ def _summary_table(report: RunReport) -> list[str]:
     heads = " | ".join(level.value + ("" if level in judged else " (warnings)") for level in Level)
     lines = ["## Summary by area and level", "", f"| Area | {heads} |", "|---|---|---|---|"]
     for area, title in report.areas.items():
+        if not any(key[0] == area for key in matrix):
+            continue  # an area of emulator self-checks only
         cells = " | ".join(_matrix_cell(matrix.get((area, level), []), level in judged) for level in Level)
         lines.append(f"| **{area}** {title} | {cells} |")
-    counts = report.counts(report.results)
-    lines += ["", "Outcomes: " + ", ".join(f"{ICONS[o]} {o.value} {counts[o]}" for o in Outcome if counts[o]), ""]
+    counts = report.counts(r for r in report.results if r.clause.judges_worker)
+    lines += ["", "Checks of the worker only (emulator self-checks are counted apart, above). Outcomes: "
+              + ", ".join(f"{ICONS[o]} {o.value} {counts[o]}" for o in Outcome if counts[o]), ""]
     return lines
 
 

@@ -246,11 +246,19 @@ class RunReport:
         ]
 
     def matrix(self) -> dict[tuple[str, Level], list[ClauseResult]]:
-        """Results by (area, level), the summary table of every report."""
+        """The worker's results by (area, level), the summary table of every report. Emulator self-checks are left
+        out (self_check_line counts them apart), so the judged levels add up to the verdict's judged checks."""
         cells: defaultdict[tuple[str, Level], list[ClauseResult]] = defaultdict(list)
         for result in self.results:
-            cells[result.clause.area, result.clause.level].append(result)
+            if result.clause.judges_worker:
+                cells[result.clause.area, result.clause.level].append(result)
         return dict(cells)
+
+    def in_reading_order(self) -> list[ClauseResult]:
+        """Every result, the ones to act on first: judged failures, then unjudged, warnings, self-checks that did
+        not pass, expected failures, skips, and the passes last."""
+        rank = {id(r): i for i, group in enumerate(self.groups()) for r in group.results}
+        return sorted(self.results, key=lambda r: rank.get(id(r), len(rank)))
 
     @property
     def areas(self) -> dict[str, str]:
