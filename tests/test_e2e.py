@@ -130,19 +130,58 @@ def test_comparison_agrees_only_on_identical_outcomes() -> None:
     assert other.as_json()["snakepit"]["trace"] == ["snakepit trace"]
 
 
-def test_worker_without_contract_tools_leaves_those_scenarios_not_run() -> None:
-    """Ensure Snakepit's own bridge is not judged on scenarios that need the kit's contract tools."""
-    chosen, skipped = tier._selection("0.6.0", live.snakepit_bridge())
+def test_worker_without_contract_tools_leaves_those_scenarios_not_run(tmp_path: Path) -> None:
+    """Ensure Snakepit's own bridge without the contract adapter is not judged on scenarios that need its tools."""
+    chosen, skipped = tier._selection("0.6.0", live.snakepit_bridge(tmp_path))
     assert chosen and skipped
     assert all(not load_scenario(n).get("requires_tools") for n in chosen)
     assert all(c.status == NOT_RUN and "contract tools" in c.reason for c in skipped)
 
 
+def test_bridge_runs_the_contract_adapter_when_there_is_one(tmp_path: Path) -> None:
+    """Ensure Snakepit's bridge is started with the kit's contract adapter, mounted on its PYTHONPATH, when the
+    adapter is there, and with its showcase adapter (no contract tools) when it is not."""
+    (tmp_path / "contract_adapter.py").write_text("")
+    bridge = live.snakepit_bridge(tmp_path)
+    assert bridge.contract_tools and bridge.argv[-2:] == ("--adapter", live.BRIDGE_ADAPTER)
+    assert bridge.mounts == ((tmp_path, "/opt/bridge-adapter"),) and bridge.env["PYTHONPATH"] == "/opt/bridge-adapter"
+    showcase = live.snakepit_bridge(tmp_path / "absent")
+    assert not showcase.contract_tools and showcase.argv[-1].endswith("ShowcaseAdapter")
+
+
+def test_scenario_expectations_are_resolved_for_the_release() -> None:
+    """Ensure the Elixir runner gets each step's expectation for the release under test, as the emulator uses it,
+    and nothing it would have to resolve itself."""
+    from contract_tests.profiles import PROFILES
+
+    scenario = load_scenario("cleanup/killed-mid-call")
+    by_profile = [i for i, step in enumerate(scenario["steps"]) if step.get("expect_by_profile")]
+    assert by_profile, "the scenario no longer has a release-specific expectation; pick another"
+    for name in ("snakepit-0.6", "snakepit-0.13"):
+        resolved = tier.for_release(scenario, PROFILES[name])
+        assert not any("expect_by_profile" in step for step in resolved["steps"])
+        for i in by_profile:
+            step = scenario["steps"][i]
+            wanted = {**step.get("expect", {}), **step["expect_by_profile"].get(name, {})}
+            assert resolved["steps"][i]["expect"] == wanted
+    assert tier.for_release(scenario, PROFILES["snakepit-0.6"]) != tier.for_release(scenario, PROFILES["snakepit-0.13"])
+
+
+def test_default_tier_runs_the_newest_release_only() -> None:
+    """Ensure tox -e e2e (in the default env list) runs one release, the newest; e2e-releases runs them all."""
+    assert sources.NEWEST == sources.VERSIONS[-1] == "0.13.0"
+    assert ((sources.NEWEST,) if os.environ.get("SNAKEPIT_E2E_RELEASES") != "all" else sources.VERSIONS) == RELEASES
+    assert set(sources.VERSIONS) == set(tier.PROFILE_OF) == set(image.BRIDGE_REQUIREMENTS)
+
+
 REPORT_DIR = Path(os.environ.get("SNAKEPIT_E2E_REPORT_DIR", "conformance-report/e2e"))
+# tox -e e2e runs the newest release (it is in the default env list, which must stay fast); tox -e e2e-releases
+# sets SNAKEPIT_E2E_RELEASES=all and runs every release the tier builds.
+RELEASES = sources.VERSIONS if os.environ.get("SNAKEPIT_E2E_RELEASES") == "all" else (sources.NEWEST,)
 
 
 @pytest.mark.parametrize("worker", sorted(live.WORKERS))
-@pytest.mark.parametrize("version", sources.VERSIONS)
+@pytest.mark.parametrize("version", RELEASES)
 def test_real_snakepit_agrees_with_emulator(version: str, worker: str, request: pytest.FixtureRequest) -> None:
     """Ensure every scenario gives real Snakepit and the emulator the same clause outcomes."""
     if os.environ.get("SNAKEPIT_E2E") != "1":

@@ -108,17 +108,20 @@ def worker_wheels() -> Path:
     return wheelhouse(f"worker-cp{IMAGE_PYTHON.replace('.', '')}", pins)
 
 
-# What Snakepit's own Python bridge imports at each version (its priv/python/requirements.txt, at the versions its
-# committed stubs were generated with; the test-only and optional entries left out).
-BRIDGE_REQUIREMENTS = {
-    "0.6.0": ["grpcio==1.76.0", "protobuf==6.31.1", "numpy", "psutil"],
-    "0.13.0": ["grpcio==1.76.0", "protobuf==6.31.1", "numpy", "psutil", "orjson", "opentelemetry-api",
-               "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"],
-}
+# What Snakepit's own Python bridge imports (its priv/python/requirements.txt, at the versions its committed stubs
+# were generated with; the test-only and optional entries left out). 0.6.0 has neither orjson nor OpenTelemetry.
+_BRIDGE_0_6 = ["grpcio==1.76.0", "protobuf==6.31.1", "numpy", "psutil"]
+_BRIDGE_LATER = [*_BRIDGE_0_6, "orjson", "opentelemetry-api", "opentelemetry-sdk",
+                 "opentelemetry-exporter-otlp-proto-http"]
+BRIDGE_REQUIREMENTS = {"0.6.0": _BRIDGE_0_6, "0.7.7": _BRIDGE_LATER, "0.8.0": _BRIDGE_LATER, "0.8.1": _BRIDGE_LATER,
+                       "0.10.1": _BRIDGE_LATER, "0.13.0": _BRIDGE_LATER}
 
 
 def bridge_wheels(version: str) -> Path:
-    return wheelhouse(f"bridge-{version}-cp{IMAGE_PYTHON.replace('.', '')}", BRIDGE_REQUIREMENTS[version])
+    """One wheelhouse per distinct requirement list, shared by the releases that have the same one."""
+    requirements = BRIDGE_REQUIREMENTS[version]
+    digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
+    return wheelhouse(f"bridge-{digest}-cp{IMAGE_PYTHON.replace('.', '')}", requirements)
 
 
 def _files(root: Path, skip: frozenset[str] = frozenset({"_build", ".git"})) -> Iterator[Path]:

@@ -10,6 +10,8 @@ printed no `run_end` line did not finish, whatever the exit status says.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,8 @@ from typing import Any
 
 import contract_tests
 import reference_worker
+from contract_tests.datafiles import data_dir
 from contract_tests.e2e import image  # noqa: F401  (sets the testcontainers environment before its import)
-from contract_tests.scenarios import SCENARIO_DIR
 
 RESULT_PREFIX = "SNAKEPIT-E2E "
 CONTAINER_SCENARIOS = "/scenarios"
@@ -50,14 +52,25 @@ def reference() -> Worker:
     )
 
 
-def snakepit_bridge() -> Worker:
-    """Snakepit's own Python bridge of the same version, with its showcase adapter, as GRPCPython starts it."""
-    return Worker(
-        name="snakepit-bridge",
-        argv=("/opt/bridge-venv/bin/python3", "/opt/snakepit-sources/snakepit/priv/python/grpc_server.py",
-              "--adapter", "snakepit_bridge.adapters.showcase.ShowcaseAdapter"),
-        contract_tools=False,
-    )
+BRIDGE_SERVER = "/opt/snakepit-sources/snakepit/priv/python/grpc_server.py"
+# Our adapter implementing the contract tools on the bridge's adapter API (fixtures/workers/snakepit_bridge).
+BRIDGE_ADAPTER_DIR = data_dir() / "workers" / "snakepit_bridge"
+BRIDGE_ADAPTER = "contract_adapter.ContractAdapter"
+
+
+def snakepit_bridge(adapter_dir: Path | None = None) -> Worker:
+    """Snakepit's own Python bridge of the same version, as GRPCPython starts it, with the kit's contract adapter
+    so that every scenario runs; without that adapter (an installation that lacks it) the bridge's showcase
+    adapter, which has no contract tools."""
+    python = "/opt/bridge-venv/bin/python3"
+    adapter_dir = adapter_dir or BRIDGE_ADAPTER_DIR
+    if (adapter_dir / "contract_adapter.py").is_file():
+        return Worker(name="snakepit-bridge", argv=(python, BRIDGE_SERVER, "--adapter", BRIDGE_ADAPTER),
+                      contract_tools=True, mounts=((adapter_dir, "/opt/bridge-adapter"),),
+                      env={"PYTHONPATH": "/opt/bridge-adapter"})
+    return Worker(name="snakepit-bridge",
+                  argv=(python, BRIDGE_SERVER, "--adapter", "snakepit_bridge.adapters.showcase.ShowcaseAdapter"),
+                  contract_tools=False)
 
 
 WORKERS = {"reference": reference, "snakepit-bridge": snakepit_bridge}
@@ -86,19 +99,34 @@ def parse_events(log: str) -> list[dict[str, Any]]:
     return events
 
 
-def run(tag: str, scenario_names: list[str], worker: Worker, timeout_s: float | None = None) -> LiveRun:
-    """Run the scenarios in one container; it is removed afterwards, also on error or Ctrl-C."""
+def run(tag: str, scenarios: list[Mapping[str, Any]], worker: Worker, timeout_s: float | None = None) -> LiveRun:
+    """Run the scenarios, as given (each step's expectation already resolved for this release), in one container
+    and one BEAM; the container and the scenario files are removed afterwards, also on error or Ctrl-C."""
+    staged = Path(tempfile.mkdtemp(prefix="snakepit-e2e-scenarios-"))
+    try:
+        files = []
+        for scenario in scenarios:
+            path = staged / f"{scenario['name']}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(scenario), encoding="utf-8")
+            files.append(f"{CONTAINER_SCENARIOS}/{scenario['name']}.json")
+        return _run_container(tag, files, staged, worker,
+                              timeout_s or _BASE_TIMEOUT_S + _PER_SCENARIO_S * len(scenarios))
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _run_container(tag: str, files: list[str], staged: Path, worker: Worker, timeout_s: float) -> LiveRun:
     from testcontainers.core.container import DockerContainer
 
     from contract_tests import container as worker_containers
 
-    timeout_s = timeout_s or _BASE_TIMEOUT_S + _PER_SCENARIO_S * len(scenario_names)
     # The owner label lets the next run (of this tier or of the suite) remove the container of a SIGKILLed one.
     worker_containers.sweep_orphans()
     container = DockerContainer(tag, network_mode="none",
                                 labels={LABEL: "1", worker_containers.OWNER_LABEL: worker_containers.owner_identity()})
-    container.with_command([f"{CONTAINER_SCENARIOS}/{name}.json" for name in scenario_names])
-    container.with_volume_mapping(str(SCENARIO_DIR), CONTAINER_SCENARIOS, "ro")
+    container.with_command(files)
+    container.with_volume_mapping(str(staged), CONTAINER_SCENARIOS, "ro")
     for host_path, inside in worker.mounts:
         container.with_volume_mapping(str(host_path), inside, "ro")
     container.with_env("SNAKEPIT_E2E_WORKER_ARGV", json.dumps(list(worker.argv)))

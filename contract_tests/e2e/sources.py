@@ -17,7 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-VERSIONS = ("0.6.0", "0.13.0")
+# The releases the tier builds, oldest first: one on each side of every change in what Snakepit does toward
+# its workers that the scenarios can see (docs/e2e.md). The newest is the one the default tox env runs.
+VERSIONS = ("0.6.0", "0.7.7", "0.8.0", "0.8.1", "0.10.1", "0.13.0")
+NEWEST = VERSIONS[-1]
 SOURCES_ENV = "SNAKEPIT_SOURCES_DIR"
 # Sources left here are found without any option, so a machine that has them runs the tier in CI.
 CACHE_ROOT = Path("/var/cache/snakepit-contract/snakepit-sources")

@@ -328,16 +328,8 @@ defmodule SnakepitContractE2E.Scenario do
   defp describe(%{outcome: {:app_error, _, raw}, os_pid: pid}), do: "error from pid #{pid}: #{show(raw)}"
   defp describe(%{outcome: {:pool_error, kind}, result: result}), do: "pool error #{kind} (#{show(result)})"
 
-  @doc "The scenario profile this Snakepit belongs to: snakepit-<major>.<minor>."
-  def profile do
-    [major, minor | _] = String.split(snakepit_version(), ".")
-    "snakepit-#{major}.#{minor}"
-  end
-
-  # The step's expectation, with this profile's entry of expect_by_profile over it key by key.
-  defp expectation(step) do
-    Map.merge(Map.get(step, "expect", %{}), step |> Map.get("expect_by_profile", %{}) |> Map.get(profile(), %{}))
-  end
+  # The kit hands over each step's expectation already resolved for the release under test.
+  defp expectation(step), do: Map.get(step, "expect", %{})
 
   defp judge(step, outcome, state) do
     expect = expectation(step)
