@@ -564,7 +564,7 @@ class WorkerProcess:
         if self.container is not None:
             self.container.remove()
         else:
-            self._sweep_left_behind()
+            self._note_left_behind()
         if self.output is not None:
             self.output.join(timeout=1)
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -572,18 +572,19 @@ class WorkerProcess:
             _live.discard(self)
 
 
-    def _sweep_left_behind(self) -> None:
-        """Kill what the worker started and did not stop; after a graceful stop, record it (never silently)."""
+    def _note_left_behind(self) -> None:
+        """Record what a worker that exited on SIGTERM left running (never silently): CLEANUP-009 judges it.
+
+        The processes stay until the run ends (reap_tagged), so checks that look for them (CLEANUP-002) see them.
+        """
+        if not self._left_by_choice:
+            return  # what SIGKILL or a crash leaves is not the worker's doing
         deadline = time.monotonic() + LEFTOVER_GRACE_S
         while (found := _tagged(WORKER_TAG_ENV, self.tag)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid, cmdline in found.items():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            if self._left_by_choice:
-                self.left_behind.append(f"pid {pid}: {cmdline}")
+        self.left_behind = [f"pid {pid}: {cmdline}" for pid, cmdline in found.items()]
         if self.left_behind:
-            self.events.append(f"left behind after its stop (killed by the suite): {'; '.join(self.left_behind)}")
+            self.events.append(f"left behind after its stop: {'; '.join(self.left_behind)}")
             logger.warning("worker %s left processes behind: %s", self.pid, self.left_behind)
 
 
