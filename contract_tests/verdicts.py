@@ -68,6 +68,7 @@ def clause_of(item: pytest.Item) -> Clause | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STARTED] = datetime.now(UTC)
+    _START_FAILURES_SHOWN.clear()
     config.stash[_COLLECTOR] = _Collector()
     config.pluginmanager.register(config.stash[_COLLECTOR], "snakepit-contract-results")
 
@@ -86,6 +87,8 @@ def _phase_deadline(item: pytest.Item) -> Iterator[None]:
 HEARTBEAT_CLAUSES = frozenset({"RPC-002", "RPC-003"})
 # When each clause test of this process started (monotonic) and its label, to name where a monitor fired.
 _STARTS: list[tuple[float, str]] = []
+# The profiles whose worker never started and whose NOT-RUN checks already carry that evidence in this process.
+_START_FAILURES_SHOWN: set[str] = set()
 
 
 def profile_of(item: pytest.Item) -> Profile | None:
@@ -252,6 +255,12 @@ def pytest_runtest_makereport(
         outcome, reason = Outcome.ERROR, (f"{stopped}; {found.id} could not be judged on it "
                                           f"(RPC-002 judges heartbeats). The check saw: {reason}")
     reason = visible(reason)
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, WorkerStartError) and error.unstartable and outcome is Outcome.NOT_RUN \
+            and profile_name not in _START_FAILURES_SHOWN:
+        # Once per process and profile: the exit status and last output, for a run where no judge of the start ran.
+        _START_FAILURES_SHOWN.add(profile_name)
+        report.sections.append((f"worker that never started under {profile_name}", str(error)))
     if outcome is Outcome.NOT_RUN and report.failed:
         # Not run for a cause reported once elsewhere (a worker that cannot start or be reached): a skip to pytest,
         # so no block of pytest frames repeats that cause for every check.
@@ -284,7 +293,7 @@ def _evidence(report: pytest.TestReport) -> list[Evidence]:
     """Our sections of a failed phase (the requirement and repro are fields of the result instead)."""
     found = [Evidence(title, visible(text if len(text) <= _EVIDENCE_LIMIT else "[...]\n" + text[-_EVIDENCE_LIMIT:]))
              for title, text in report.sections
-             if title.startswith(("worker pid ", "worker at ", "thread dump", "scenario "))]
+             if title.startswith(("worker ", "thread dump", "scenario "))]
     if report.failed and not any(t.startswith("worker") for t, _ in report.sections):
         found.append(Evidence(f"traceback ({report.when})",
                               visible("\n".join(report.longreprtext.splitlines()[-40:]))))

@@ -141,6 +141,9 @@ def render(report: RunReport) -> str:
             lines += [line for r in group.results if r.outcome is not Outcome.NOT_RUN for line in _detailed(r)]
             not_run = [r for r in group.results if r.outcome is Outcome.NOT_RUN]
             lines += _short_table(not_run, "Why not run") if not_run else []
+            for evidence in {e.text: e for r in not_run for e in r.evidence}.values():  # a cause shown once
+                lines += [f"<details><summary>{evidence.title}</summary>", "", _fence(evidence.text), "", "</details>",
+                          ""]
     if report.bench is not None:
         header, rows, note = bench_table(report.bench)
         lines += ["## Benchmark (informational)", "", "| " + " | ".join(header) + " |",

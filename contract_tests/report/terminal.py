@@ -49,9 +49,17 @@ def _brief(result: ClauseResult) -> tuple[str, Markup]:
 
 
 def _tallied(results: list[ClauseResult]) -> list[tuple[str, Markup]]:
-    """Results that share a reason (NOT-RUN, SKIP) as one line per reason."""
+    """Results that share a reason (NOT-RUN, SKIP) as one line per reason, then the evidence one of them carries
+    (a worker that never started: its exit status and last output), once."""
     reasons = Counter((r.outcome, _first_line(r.reason)) for r in results)
-    return [(f"  {outcome.value:<8} {n} x {reason}", COLOURS[outcome]) for (outcome, reason), n in reasons.items()]
+    lines = []
+    for (outcome, reason), n in reasons.items():
+        lines.append((f"  {outcome.value:<8} {n} x {reason}", COLOURS[outcome]))
+        shown = next((e for r in results if (r.outcome, _first_line(r.reason)) == (outcome, reason)
+                      for e in r.evidence), None)
+        if shown is not None:
+            lines += [(f"           {line}", {}) for line in shown.text.strip().splitlines()[-12:]]
+    return lines
 
 
 def summary_lines(report: RunReport, report_dir: Path | None) -> list[tuple[str, Markup]]:
