@@ -94,7 +94,7 @@ def test_suite_fails_the_mutant_on_its_targets(mutant: dict[str, Any], tmp_path:
         target = ["--", "-p", mutant["name"]]
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(MUTANT_DIR / "host"), env.get("PYTHONPATH")) if p)
     else:
-        target = ["--worker-cmd", shlex.join([sys.executable, str(score.script(mutant))])]
+        target = ["--worker-cmd", shlex.join(score.worker_command(mutant, sys.executable))]
     run = subprocess.run(
         [sys.executable, "-m", "contract_tests.cli", "run",
          "--profile", ",".join(mutant["profiles"]), "--only", ",".join(score.only_globs(mutant, profiles_of)),

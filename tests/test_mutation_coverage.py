@@ -60,12 +60,14 @@ def test_exempt_clauses_are_real_untargeted_and_explained(registry: dict[str, Cl
     assert set(CATALOGUE) == {"_comment", "mutants", "unfailable_clauses"}, "unknown catalogue sections"
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[f"{m['name']}-{'+'.join(m['profiles'])}" for m in MUTANTS])
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[score.entry_id(m) for m in MUTANTS])
 def test_mutant_entry_is_well_formed(mutant: dict[str, Any], registry: dict[str, Clause]) -> None:
     """Ensure a mutant's script exists, its targets are clauses of its profiles, its blast radius matches clauses."""
     assert score.script(mutant).is_file(), mutant["name"]
     assert mutant["targets"], mutant
     assert score.kind(mutant) in ("worker", "host"), mutant
+    assert score.language(mutant) in ("python", "node"), mutant
+    assert score.kind(mutant) == "worker" or score.language(mutant) == "python", f"{mutant['name']}: host is Python"
     assert mutant["profiles"] and set(mutant["profiles"]) <= {"snakepit-0.6", "snakepit-0.13"}, mutant
     for target in mutant["targets"]:
         assert target in registry, f"{mutant['name']}: unknown target {target}"
@@ -81,12 +83,13 @@ def test_mutant_entry_is_well_formed(mutant: dict[str, Any], registry: dict[str,
 
 def test_entries_are_unique() -> None:
     """Ensure no mutant is listed twice for the same profiles (ids name the results)."""
-    ids = [f"{m['name']}-{'+'.join(m['profiles'])}" for m in MUTANTS]
+    ids = [score.entry_id(m) for m in MUTANTS]
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
 def test_every_mutant_script_is_catalogued() -> None:
     """Ensure no mutant script or host plugin is left out of the catalogue (helpers start with an underscore)."""
-    scripts = {p for p in [*MUTANT_DIR.glob("*.py"), *(MUTANT_DIR / "host").glob("*.py")]
+    found = [*MUTANT_DIR.glob("*.py"), *(MUTANT_DIR / "host").glob("*.py"), *(MUTANT_DIR / "node").glob("*.js")]
+    scripts = {p for p in found
                if not p.stem.startswith("_") and p.stem != "score"}
     assert scripts == {score.script(m) for m in MUTANTS}, scripts ^ {score.script(m) for m in MUTANTS}

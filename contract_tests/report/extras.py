@@ -89,14 +89,19 @@ def load_mutation_score(path: Path) -> dict[str, Any]:
             _tally(row, f"{where}, {group}.{name}")
         if sum(r["total"] for r in rows.values()) != doc["total"]:
             raise ReportInputError(f"{where}: the {group} totals do not add up to total {doc['total']}")
+    languages = doc.get("languages", {})  # absent from scores written before mutants came in two languages
+    if not isinstance(languages, dict):
+        raise ReportInputError(f"{where}: 'languages' must be an object of tallies")
+    for name, row in languages.items():
+        _tally(row, f"{where}, languages.{name}")
     mutants = doc.get("mutants")
     if not isinstance(mutants, list) or len(mutants) != doc["total"] or not all(
             isinstance(m, dict) and isinstance(m.get("id"), str) and m.get("outcome") in ("caught", "missed", "not run")
             for m in mutants):
         raise ReportInputError(f"{where}: 'mutants' must list each of the {doc['total']} mutants with its id and "
                                "outcome (caught, missed or not run)")
-    return {key: doc[key] for key in ("schema_version", "suite_version", "date", "caught", "total", "score",
-                                      "complete", "areas", "kinds", "mutants")}
+    return {**{key: doc[key] for key in ("schema_version", "suite_version", "date", "caught", "total", "score",
+                                         "complete", "areas", "kinds", "mutants")}, "languages": languages}
 
 
 def _finite(value: Any) -> bool:

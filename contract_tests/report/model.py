@@ -285,9 +285,10 @@ class RunReport:
         if found is None:
             return None
         areas = ", ".join(f"{a} {r['caught']}/{r['total']}" for a, r in found["areas"].items())
+        languages = ", ".join(f"{lang} {r['caught']}/{r['total']}" for lang, r in found.get("languages", {}).items())
         return (f"{found['caught']}/{found['total']} mutants caught ({100 * found['score']:.0f}%"
                 f"{'' if found['complete'] else ', partial run'}) by snakepit-contract {found['suite_version']} "
-                f"on {found['date'][:10]}: {areas}")
+                f"on {found['date'][:10]}: {areas}" + (f"; by language: {languages}" if languages else ""))
 
     def score(self) -> tuple[int, int]:
         """Judged results that passed, out of all judged results."""
