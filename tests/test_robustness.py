@@ -302,3 +302,18 @@ def test_heartbeat_evidence_names_the_first_cause(tmp_path: Path) -> None:
     [result] = document["clauses"]
     assert result["outcome"] == "FAIL"
     assert "session_valid=false" in result["reason"].split("Then the check saw")[0], result["reason"]
+
+
+def test_a_handshake_ping_that_fails_is_rpc_001s_failure(tmp_path: Path) -> None:
+    """Ensure a worker whose handshake Ping is refused fails RPC-001 (the Ping clause), even alone with --only,
+    and leaves the other checks NOT-RUN, not ERROR."""
+    code, output, _, document = _run("--worker-cmd", _worker("ping_refused.py"), "-n", "0",
+                                     "--only", "RPC-001", tmp_path=tmp_path)
+    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    [result] = document["clauses"]
+    assert result["outcome"] == "FAIL" and "UNIMPLEMENTED no Ping here" in result["reason"]
+    code, output, _, document = _run("--worker-cmd", _worker("ping_refused.py"), "-n", "0",
+                                     "--only", "RPC-001,TOOL-004,PROC-001", tmp_path=tmp_path)
+    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert _outcomes(document) == {("RPC-001", "snakepit-0.13"): "FAIL", ("PROC-001", "snakepit-0.13"): "FAIL",
+                                   ("TOOL-004", "snakepit-0.13"): "NOT-RUN"}
