@@ -1,12 +1,12 @@
 """Clauses: the catalogue (catalogue.toml) and the decorator that ties test functions to it.
 
-The catalogue is data: id, level, profiles, requirement, the docs/snakepit/ entries it
+The catalogue is data: id, level, applicability (a condition over the release rules), requirement, the docs/snakepit/ entries it
 rests on and subject of every clause (what it judges: the worker, or the suite's emulated
 Elixir side).
 Adding a check is one entry there plus one small test function decorated with
 `@clause("AREA-NNN")`; the decorator records which tests check which clause (for
 traceability) and marks the test so the plugin can select it by id, skip it for
-other profiles and name it in every report.
+releases it does not apply to and name it in every report.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from contract_tests.profiles import PROFILES
+from contract_tests.profiles import PROFILES, Profile, RulesError, check_condition, holds
 
 F = TypeVar("F", bound=Callable[..., object])
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.toml")
@@ -52,7 +52,7 @@ class Clause:
     id: str
     level: Level
     requirement: str
-    profiles: frozenset[str]
+    applies: str  # condition over the release rules (profiles.holds); "always" for every release
     rests_on: tuple[str, ...]
     area: str
     area_title: str
@@ -61,6 +61,15 @@ class Clause:
     @property
     def judges_worker(self) -> bool:
         return self.subject == WORKER
+
+    def applies_to(self, profile: Profile) -> bool:
+        """Whether the release's rules make this clause part of its contract."""
+        return holds(self.applies, profile)
+
+    @property
+    def profiles(self) -> frozenset[str]:
+        """The named profiles (snakepit-0.6, snakepit-0.13) the clause applies to."""
+        return frozenset(name for name, profile in PROFILES.items() if self.applies_to(profile))
 
 
 class CatalogueError(ValueError):
@@ -76,22 +85,24 @@ def _parse_clause(clause_id: str, entry: dict[str, Any], areas: dict[str, str]) 
         raise CatalogueError(f"{clause_id}: area {area!r} is not listed in [areas]")
     try:
         level = Level(entry["level"])
-        profiles = frozenset(entry["profiles"])
+        applies = str(entry["applies"])
         requirement = str(entry["requirement"])
         rests_on = tuple(str(anchor) for anchor in entry["rests_on"])
         subject = str(entry.get("subject", WORKER))
     except (KeyError, ValueError) as err:
-        raise CatalogueError(f"{clause_id}: needs level (MUST/SHOULD/MAY), profiles, requirement, rests_on: {err}") \
+        raise CatalogueError(f"{clause_id}: needs level (MUST/SHOULD/MAY), applies, requirement, rests_on: {err}") \
             from None
     if not rests_on or isinstance(entry["rests_on"], str):
         raise CatalogueError(f"{clause_id}: rests_on must list the anchors of one or more docs/snakepit/ entries")
-    if not profiles or profiles - set(PROFILES):
-        raise CatalogueError(f"{clause_id}: profiles must be a non-empty subset of {sorted(PROFILES)}")
+    try:
+        check_condition(applies)
+    except RulesError as err:
+        raise CatalogueError(f"{clause_id}: applies: {err}") from None
     if subject not in SUBJECTS:
         raise CatalogueError(f"{clause_id}: subject must be one of {', '.join(SUBJECTS)}, not {subject!r}")
     if level.value not in requirement:
         raise CatalogueError(f"{clause_id}: the requirement sentence must say {level.value}")
-    return Clause(clause_id, level, requirement, profiles, rests_on, area, areas[area], subject)
+    return Clause(clause_id, level, requirement, applies, rests_on, area, areas[area], subject)
 
 
 def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, Clause]:

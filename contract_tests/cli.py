@@ -29,7 +29,16 @@ from contract_tests.bench import command as bench_command
 from contract_tests.clause import REGISTRY, TESTS, Clause, Level
 from contract_tests.e2e import command as e2e_command
 from contract_tests.errors import WorkerUnreachable
-from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
+from contract_tests.profiles import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    RULES,
+    Profile,
+    explain_condition,
+    release_span,
+    select_releases,
+    span_text,
+)
 from contract_tests.report.extras import ReportExtras, ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
 from contract_tests.report.terminal import Progress
@@ -63,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--worker-image", help="Worker container image: each worker runs in its own container "
                                                "(host network, the engine at DOCKER_HOST; docs/worker-image.md)")
     target.add_argument("--worker-address", help="Attach to a worker already running at HOST:PORT")
-    run.add_argument("--profile", default=DEFAULT_PROFILE, help="snakepit-0.6, snakepit-0.13 or all")
+    _release_options(run)
     run.add_argument("--level", choices=sorted(LEVELS), default="must",
                      help="Levels that decide the verdict; the others are reported as warnings (default: must)")
     run.add_argument("--only", help="Comma-separated clause id globs to run")
@@ -81,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pytest_args", nargs="*", help="Extra pytest arguments, after --")
     e2e_command.add_arguments(run)
     listing = sub.add_parser("list", help="List the clauses without starting a worker")
-    listing.add_argument("--profile", default="all", help="Only clauses of this profile (default: all)")
+    listing.add_argument("--profile", help="Only clauses of this profile: snakepit-0.6, snakepit-0.13 or all "
+                                           "(default: all)")
+    listing.add_argument("--snakepit-version", help="Show which clauses apply to this release (X.Y.Z) and why")
     explain = sub.add_parser("explain", help="Print a clause's requirement, its checks and how to reproduce it")
     explain.add_argument("clause", help="Clause id, e.g. PROC-010")
     explain.add_argument("--worker-cmd", help="Worker command to put in the reproduce line")
@@ -94,12 +105,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _release_options(command: argparse.ArgumentParser) -> None:
+    releases = command.add_mutually_exclusive_group()
+    releases.add_argument("--profile", help="snakepit-0.6 (= release 0.6.0), snakepit-0.13 (= 0.13.0) or all (both)")
+    releases.add_argument("--snakepit-version",
+                          help="Snakepit release(s) whose rules judge the worker: X.Y.Z (0.6.0 … 0.13.0), "
+                               "comma-separated, or FIRST..LAST (default: the newest release)")
+
+
+def _selection(args: argparse.Namespace) -> str:
+    """The releases asked for, as one text for select_releases and the pytest option."""
+    return str(args.snakepit_version or args.profile or DEFAULT_PROFILE)
+
+
+def _releases(value: str) -> list[Profile]:
+    try:
+        return list(select_releases(value))
+    except ValueError as err:
+        raise UsageProblem(str(err)) from None
+
+
 def _profiles(value: str) -> list[str]:
-    names = list(PROFILES) if value == "all" else [p.strip() for p in value.split(",")]
-    unknown = [n for n in names if n not in PROFILES]
-    if unknown:
-        raise UsageProblem(f"unknown profile {unknown[0]!r}; known: {', '.join(PROFILES)} or all")
-    return names
+    return [p.name for p in _releases(value)]
 
 
 def _globs(value: str | None) -> tuple[str, ...]:
@@ -121,7 +148,7 @@ def _area_counts(found: Sequence[Clause]) -> str:
 
 
 def _dry_run(args: argparse.Namespace, out: TextIO) -> int:
-    chosen = plan(load_clauses().values(), _profiles(args.profile), _globs(args.only), _globs(args.skip))
+    chosen = plan(load_clauses().values(), _profiles(_selection(args)), _globs(args.only), _globs(args.skip))
     judged = LEVELS[args.level]
     for found, profile in chosen.pairs:
         role = "selfchk" if not found.judges_worker else "judged" if found.level in judged else "warning"
@@ -166,7 +193,8 @@ def _unreachable(args: argparse.Namespace) -> str | None:
 def _pytest_argv(args: argparse.Namespace) -> list[str]:
     argv = ["-c", str(SUITE_INI), "--rootdir", str(SUITE_INI.parent), "--pyargs", clauses.__name__,
             # -q -rN: the progress lines and the plugin's verdict replace pytest's dots and short summary.
-            "-q", "-rN", "--profile", args.profile, "--level", args.level, "-n", args.numprocesses,
+            "-q", "-rN", "--snakepit-version" if args.snakepit_version else "--profile", _selection(args),
+            "--level", args.level, "-n", args.numprocesses,
             "--report-dir", str(args.report_dir)]
     for option in ("worker_cmd", "worker_image", "worker_address", "only", "skip", "timeout_scale", "baseline"):
         if getattr(args, option) is not None:
@@ -177,7 +205,7 @@ def _pytest_argv(args: argparse.Namespace) -> list[str]:
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.e2e:
         return e2e_command.run(args, out)
-    _profiles(args.profile)
+    _releases(_selection(args))
     _check_globs(args, load_clauses())
     try:
         extras = ReportExtras(
@@ -207,14 +235,32 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
-    if args.profile != "all":
-        _profiles(args.profile)
-    chosen = [c for c in load_clauses().values() if args.profile == "all" or args.profile in c.profiles]
+    if args.snakepit_version:
+        return _list_release(args, out)
+    wanted = _releases(args.profile) if args.profile and args.profile != "all" else list(PROFILES.values())
+    chosen = [c for c in load_clauses().values() if any(c.applies_to(p) for p in wanted)]
     for found in chosen:
         profiles = "all" if len(found.profiles) == len(PROFILES) else ",".join(sorted(found.profiles))
         subject = "" if found.judges_worker else f"[{found.subject}] "
         print(f"{found.id:<13} {found.level.value:<6} {profiles:<14} {subject}{found.requirement}", file=out)
     print(f"Total clauses: {len(chosen)} ({_area_counts(chosen)})", file=out)
+    return EXIT_CONFORMANT
+
+
+def _list_release(args: argparse.Namespace, out: TextIO) -> int:
+    """Every clause, whether it applies to each release asked for, and the rule that decides it."""
+    releases = _releases(args.snakepit_version)
+    registry = load_clauses()
+    for release in releases:
+        applying = [c for c in registry.values() if c.applies_to(release)]
+        print(f"Snakepit {release.snakepit_version} ({release.name}): {len(applying)} of {len(registry)} clauses "
+              f"apply ({_area_counts(applying)})", file=out)
+        for found in registry.values():
+            state = "applies" if found.applies_to(release) else "n/a"
+            subject = "" if found.judges_worker else f"[{found.subject}] "
+            print(f"  {found.id:<13} {found.level.value:<6} {state:<8} {subject}{found.requirement}", file=out)
+            if found.applies != "always":
+                print(f"  {'':<13} {'':<6} {'':<8} because {explain_condition(found.applies, release)}", file=out)
     return EXIT_CONFORMANT
 
 
@@ -277,11 +323,13 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageProblem(f"no clause {args.clause!r} (see `snakepit-contract list`)")
     worker = tuple(shlex.split(args.worker_cmd)) if args.worker_cmd else tuple(DEFAULT_WORKER_CMD)
     profiles = sorted(found.profiles, key=list(PROFILES).index)
+    spans = release_span(p for p in RULES.values() if found.applies_to(p))
     settings = Settings(worker_cmd=worker, profiles=(), timeout_scale=1.0)
     lines = [
         f"{found.id}  {found.level.value}  ({found.area}: {found.area_title})",
         f"Requirement: {found.requirement}",
-        f"Applies to:  {', '.join(profiles)}",
+        f"Applies to:  Snakepit {span_text(spans)}"
+        + ("" if found.applies == "always" else f" (where {found.applies}; contract_tests/releases.toml)"),
         "Subject:     " + ("the worker" if found.judges_worker else
                            f"{found.subject}: the suite's emulated Elixir side, a self-check that never decides "
                            "the worker's verdict (the live Elixir tier judges real Snakepit on it)"),

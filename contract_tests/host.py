@@ -248,15 +248,6 @@ def _builtin_fail(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
     raise RuntimeError(str(params.get("message", "elixir_fail always fails")))
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
-def has_session_quota(profile: Profile) -> bool:
-    """SessionStore quotas arrived in v0.6.6 (snakepit: session-quota); before, the session table was unbounded."""
-    return _version_tuple(profile.snakepit_version) >= (0, 6, 6)
-
-
 class HostEmulator:
     """Plays Snakepit's BridgeServer + SessionStore + ToolRegistry for workers that call back into Elixir.
 
@@ -275,7 +266,7 @@ class HostEmulator:
         self.profile = profile
         self._owns_store = store is None
         if store is None:
-            store = SessionStore(max_sessions=DEFAULT_MAX_SESSIONS if has_session_quota(profile) else None)
+            store = SessionStore(max_sessions=DEFAULT_MAX_SESSIONS if profile.session_quota else None)
         self.store = store
         # Name/metadata validation and insert_new arrived in v0.6.6 (snakepit: tool-registration).
         self.tools = ToolRegistry(validate=profile.validates_tool_names)

@@ -107,9 +107,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (keep if selected else dropped).append(item)
         if found and selected and hasattr(item, "callspec"):
             profile = item.callspec.params.get("profile")
-            if isinstance(profile, Profile) and profile.name not in found.profiles:
-                only = ", ".join(sorted(found.profiles))
-                item.add_marker(pytest.mark.skip(reason=f"{NOT_APPLICABLE_PREFIX}{found.id} applies to {only} only"))
+            if isinstance(profile, Profile) and not found.applies_to(profile):
+                item.add_marker(pytest.mark.skip(reason=f"{NOT_APPLICABLE_PREFIX}{found.id} applies only where "
+                                                        f"{found.applies} (releases.toml)"))
         unsafe = sorted(set(getattr(item, "fixturenames", ())) - ATTACH_SAFE_FIXTURES)
         if found and selected and settings.worker_address and unsafe:
             item.add_marker(pytest.mark.skip(reason=f"{NOT_RUN_PREFIX}attached to a running worker, and this check "

@@ -6,8 +6,8 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import os
-import re
 import signal
 import threading
 import time
@@ -55,13 +55,14 @@ _unique = itertools.count(1)
 _beam_pids = itertools.count(300)
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
-
-
 def _legacy(profile: Profile) -> bool:
-    """v0.6.0's Pool before strict affinity (v0.10.0, snakepit: routing-affinity); v0.13.0's Pool from there on."""
-    return _version(profile.snakepit_version) < (0, 10, 0)
+    """v0.6.0's Pool before strict affinity (rule strict_affinity, releases.toml); v0.13.0's Pool from there on."""
+    return not profile.strict_affinity
+
+
+def _deadline(seconds: float) -> float | None:
+    """A rule's `inf` (no such timer at that release) as the None the Pool's timings use."""
+    return None if math.isinf(seconds) else seconds
 
 
 def _port_status(returncode: int | None) -> int | None:
@@ -112,12 +113,12 @@ class PoolTimings:
     def for_profile(cls, profile: Profile) -> PoolTimings:
         if _legacy(profile):
             return cls(
-                queue_timeout_s=5.0,  # v0.6.0 pool.ex:18 @default_queue_timeout 5_000
+                queue_timeout_s=profile.queue_timeout_s,  # rule queue_timeout_s (v0.6.0 pool.ex:18)
                 max_queue=1000,  # v0.6.0 pool.ex:19 @default_max_queue_size 1000
                 restart_max=3,  # v0.6.0 worker_starter.ex:167 Supervisor.init/2 without limits: OTP 3 in 5 s
                 restart_window_s=5.0,
-                reconcile_interval_s=None,  # reconciliation arrived in v0.9.1 (snakepit: restarts)
-                stop_timeout_s=2.0,  # v0.6.0 grpc_worker.ex:556 @graceful_shutdown_timeout 2000
+                reconcile_interval_s=_deadline(profile.reconcile_interval_s),  # from v0.9.1 (rule)
+                stop_timeout_s=profile.shutdown_grace_s,  # rule shutdown_grace_s (v0.6.0 grpc_worker.ex:556)
                 affinity_cache_ttl_s=60.0,  # v0.6.0 pool.ex:1041 expires_at = current_time + 60
                 supervisor_restart_max=3,  # v0.6.0 worker_supervisor.ex DynamicSupervisor.init: 3 in 5 s
                 supervisor_restart_window_s=5.0,
@@ -126,22 +127,23 @@ class PoolTimings:
                 health_check_interval_s=30.0,  # v0.6.0 grpc_worker.ex:747-750 Process.send_after(…, 30_000)
                 # v0.6.0 grpc_worker.ex:752-753 Client.health/2 without opts -> client.ex:86-88 ->
                 # client_impl.ex:9,31-35 @default_timeout 30_000
-                health_check_timeout_s=30.0,
+                health_check_timeout_s=profile.health_check_timeout_s,
             )
         return cls(
-            queue_timeout_s=10.0,  # HEAD defaults.ex:127,198-201 (:balanced) via pool_queue_timeout, state.ex:53
+            queue_timeout_s=profile.queue_timeout_s,  # HEAD defaults.ex:127,198-201 (:balanced), state.ex:53
             max_queue=1000,  # HEAD defaults.ex:364-366 pool_max_queue_size, state.ex:54
             restart_max=3,  # HEAD worker_starter.ex:183-184, defaults.ex:428-429
             restart_window_s=5.0,
-            reconcile_interval_s=1.0,  # HEAD defaults.ex:425, pool.ex:540,648
-            stop_timeout_s=6.0,  # HEAD defaults.ex:477-479 graceful_shutdown_timeout_ms (snakepit: shutdown-grace)
+            reconcile_interval_s=_deadline(profile.reconcile_interval_s),  # HEAD defaults.ex:425, pool.ex:540,648
+            stop_timeout_s=profile.shutdown_grace_s,  # HEAD defaults.ex:477-479 graceful_shutdown_timeout_ms
             affinity_cache_ttl_s=60.0,  # HEAD defaults.ex:1338-1340, pool.ex:1546
             supervisor_restart_max=3,  # HEAD worker_supervisor.ex:30-35, defaults.ex:430-431
             supervisor_restart_window_s=5.0,
             cleanup_timeout_s=3.0,  # HEAD defaults.ex:1241-1254, runtime_cleanup.ex:27-61 (snakepit: shutdown-grace)
             cleanup_poll_s=0.05,
             health_check_interval_s=30.0,  # HEAD defaults.ex:499-502, grpc_worker.ex:1093-1095
-            health_check_timeout_s=5.0,  # HEAD defaults.ex:510-513, config.ex:820-825, grpc_worker.ex:1097-1100
+            # HEAD defaults.ex:510-513, config.ex:820-825, grpc_worker.ex:1097-1100
+            health_check_timeout_s=profile.health_check_timeout_s,
         )
 
 
@@ -535,7 +537,8 @@ class PoolEmulator:
             # Snakepit silently falls back to :hint (HEAD pool.ex normalize_affinity_mode); a typo here is a bug.
             raise ValueError(f"unknown affinity mode {mode!r}; known: {', '.join(AFFINITY_MODES)}")
         if mode != "hint" and self._legacy:
-            raise ValueError(f"affinity {mode!r} does not exist in Snakepit {self.profile.snakepit_version} (v0.10.0+)")
+            raise ValueError(f"affinity {mode!r} does not exist in Snakepit {self.profile.snakepit_version} "
+                             "(rule strict_affinity)")
         return mode
 
     def _checkout(self, tool: str, session_id: str | None, mode: str, timeout: float, queue: bool) -> _Lease:

@@ -23,10 +23,10 @@ import grpc
 from contract_tests.client import CHANNEL_OPTIONS
 from contract_tests.datafiles import data_dir
 from contract_tests.errors import ContractViolation
-from contract_tests.host import HostEmulator, has_session_quota
+from contract_tests.host import HostEmulator
 from contract_tests.launcher import WorkerProcess, WorkerSpec
 from contract_tests.pool import PoolEmulator, PoolError, PoolTimings, Routed
-from contract_tests.profiles import Profile
+from contract_tests.profiles import Profile, holds
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
 from contract_tests.session_store import DEFAULT_MAX_SESSIONS, SessionNotFound, SessionStore, SessionStoreError
@@ -55,6 +55,20 @@ def scenario_names() -> list[str]:
 def load_scenario(name: str) -> dict[str, Any]:
     scenario: dict[str, Any] = json.loads((SCENARIO_DIR / f"{name}.json").read_text(encoding="utf-8"))
     return scenario
+
+
+def expectation(step: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
+    """The step's expectation at this release: each expect_when entry whose condition holds over it key by key."""
+    expect = dict(step.get("expect", {}))
+    for condition, override in step.get("expect_when", {}).items():
+        if holds(condition, profile):
+            expect.update(override)
+    return expect
+
+
+def scenario_applies(scenario: Mapping[str, Any], profile: Profile) -> bool:
+    """Whether the scenario's `applies` condition holds for this release's rules."""
+    return holds(str(scenario["applies"]), profile)
 
 
 def _running(pid: int) -> bool:
@@ -111,7 +125,7 @@ class ScenarioRunner:
         # A profile without SessionStore quotas (v0.6.0) ignores max_sessions, as real Snakepit does.
         store = SessionStore(clock=self.clock, default_ttl_s=pool_cfg.get("session_ttl_s", 3600),
                              max_sessions=pool_cfg.get("max_sessions", DEFAULT_MAX_SESSIONS)
-                             if has_session_quota(profile) else None)
+                             if profile.session_quota else None)
         self.host = HostEmulator(profile, store=store)
         timings = PoolTimings.for_profile(profile)
         if "queue_timeout_ms" in pool_cfg:
@@ -286,12 +300,8 @@ class ScenarioRunner:
             return _Outcome(None, err)
         return _Outcome(routed, None)
 
-    def _expect(self, step: Step) -> dict[str, Any]:
-        """The step's expectation, with this profile's entry of expect_by_profile over it key by key."""
-        return {**step.get("expect", {}), **step.get("expect_by_profile", {}).get(self.profile.name, {})}
-
     def _judge(self, index: int, step: Step, outcome: _Outcome) -> None:
-        expect = self._expect(step)
+        expect = expectation(step, self.profile)
         if "pool_error" in expect or outcome.pool_error is not None:
             kind = outcome.pool_error.kind if outcome.pool_error else None
             wanted = expect.get("pool_error")
@@ -319,7 +329,7 @@ class ScenarioRunner:
         self._judge_routing(index, step, outcome.routed)
 
     def _judge_routing(self, index: int, step: Step, routed: Routed) -> None:
-        expect = self._expect(step)
+        expect = expectation(step, self.profile)
         for key, same in (("same_worker_as", True), ("different_worker_than", False)):
             if key not in expect:
                 continue

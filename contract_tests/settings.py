@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 
 from contract_tests.clause import MUST, REGISTRY, SHOULD, Level
-from contract_tests.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from contract_tests.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile, select_releases
 from contract_tests.report.baseline import Baseline, BaselineError, load_baseline
 from contract_tests.report.model import LEVELS, WorkerInfo
 
 WORKER_CMD_HELP = "Worker command to test, as a shell-quoted string (default: the reference worker)"
-PROFILE_HELP = "Snakepit profile: snakepit-0.6, snakepit-0.13 or all (default: snakepit-0.13)"
+PROFILE_HELP = "Snakepit profile: snakepit-0.6 (= 0.6.0), snakepit-0.13 (= 0.13.0) or all (both); default: the newest"
+VERSION_HELP = ("Snakepit release(s) to judge against: X.Y.Z, comma-separated, or a range FIRST..LAST "
+                "(every release 0.6.0 … 0.13.0 of contract_tests/releases.toml); default: the newest")
 TIMEOUT_SCALE_HELP = ("Multiply the kit's own waits by this factor on slow machines (default: 1); the deadlines "
                       "it judges (Snakepit's, and clause bounds) are shrunk by a factor < 1 but never stretched")
 ONLY_HELP = "Run only clauses whose id matches one of these comma-separated globs"
@@ -69,8 +71,10 @@ class Settings:
         worker = (["--worker-address", self.worker_address] if self.worker_address
                   else ["--worker-image", self.worker_image] if self.worker_image
                   else ["--worker-cmd", shlex.join(self.worker_cmd)])
+        release = ["--profile", profile] if profile in PROFILES else ["--snakepit-version",
+                                                                       get_profile(profile).snakepit_version]
         return shlex.join(
-            ["snakepit-contract", "run", "--only", clause_id, "--profile", profile, *worker]
+            ["snakepit-contract", "run", "--only", clause_id, *release, *worker]
             + ([] if level is MUST else ["--level", "should" if level is SHOULD else "all"])
             + (["--timeout-scale", str(self.timeout_scale)] if self.timeout_scale != 1 else [])
         )
@@ -90,6 +94,7 @@ def add_options(parser: pytest.Parser) -> None:
     for name, help_text in (
         ("worker-cmd", WORKER_CMD_HELP),
         ("profile", PROFILE_HELP),
+        ("snakepit-version", VERSION_HELP),
         ("timeout-scale", TIMEOUT_SCALE_HELP),
         ("only", ONLY_HELP),
         ("skip", SKIP_HELP),
@@ -121,12 +126,9 @@ def _lookup(config: pytest.Config, name: str) -> tuple[str | None, str]:
 
 
 def _validate_profiles(value: str | None, where: str) -> tuple[Profile, ...]:
-    if value is None:
-        return (get_profile(DEFAULT_PROFILE),)
-    if value == "all":
-        return tuple(PROFILES.values())
+    """The releases judged: aliases, X.Y.Z lists and FIRST..LAST ranges (profiles.select_releases)."""
     try:
-        return tuple(get_profile(name.strip()) for name in value.split(","))
+        return select_releases(DEFAULT_PROFILE if value is None else value)
     except ValueError as err:
         raise pytest.UsageError(f"Invalid profile from {where}: {err}") from None
 
@@ -234,18 +236,22 @@ def _globs(value: str | None) -> tuple[str, ...]:
 def resolve_settings(config: pytest.Config) -> Settings:
     """Read, validate and combine every setting; raise pytest.UsageError on the first bad one."""
     values = {name: _lookup(config, name) for name in (
-        "worker-cmd", "profile", "timeout-scale", "only", "skip", "contract-json",
+        "worker-cmd", "profile", "snakepit-version", "timeout-scale", "only", "skip", "contract-json",
         "worker-address", "worker-image", "level", "baseline", "report-dir", "clause-timeout")}
     given = [(name, where) for name in ("worker-cmd", "worker-image", "worker-address")
              for value, where in [values[name]] if value is not None]
     if len(given) > 1:
         raise pytest.UsageError("Give one worker, not several: "
                                 + ", ".join(f"{name.replace('-', ' ')} ({where})" for name, where in given))
+    if values["profile"][0] is not None and values["snakepit-version"][0] is not None:
+        raise pytest.UsageError(f"Give the releases once: profile ({values['profile'][1]}) or Snakepit version "
+                                f"({values['snakepit-version'][1]}), not both")
     results = values["contract-json"][0]
+    releases = values["snakepit-version"] if values["snakepit-version"][0] is not None else values["profile"]
     return Settings(
         # An image's ENTRYPOINT is the worker command: no command of this machine goes into its container.
         worker_cmd=() if values["worker-image"][0] else _validate_worker_cmd(*values["worker-cmd"]),
-        profiles=_validate_profiles(*values["profile"]),
+        profiles=_validate_profiles(*releases),
         timeout_scale=_validate_timeout_scale(*values["timeout-scale"]),
         only=_globs(values["only"][0]),
         skip=_globs(values["skip"][0]),

@@ -32,11 +32,11 @@ P = "[clauses.PROC-001]\n"
     [
         ('[clauses.PROC-1]\nlevel="MUST"', "AREA-NNN"),
         ('[clauses.ZZZ-001]\nlevel="MUST"', "not listed in [areas]"),
-        (P + 'level="OUGHT"\nprofiles=["snakepit-0.6"]\nrequirement="x"\nrests_on=["a"]', "MUST/SHOULD"),
-        (P + 'level="MUST"\nprofiles=["snakepit-9"]\nrequirement="x MUST"\nrests_on=["a"]', "subset"),
-        (P + 'level="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x SHOULD"\nrests_on=["a"]', "say MUST"),
-        (P + 'level="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x MUST"\nrests_on=[]', "rests_on"),
-        (P + 'level="MUST"\nprofiles=["snakepit-0.6"]\nrequirement="x MUST"\nrests_on="x"', "rests_on"),
+        (P + 'level="OUGHT"\napplies="always"\nrequirement="x"\nrests_on=["a"]', "MUST/SHOULD"),
+        (P + 'level="MUST"\napplies="heartbeats"\nrequirement="x MUST"\nrests_on=["a"]', "heartbeats"),
+        (P + 'level="MUST"\napplies="always"\nrequirement="x SHOULD"\nrests_on=["a"]', "say MUST"),
+        (P + 'level="MUST"\napplies="always"\nrequirement="x MUST"\nrests_on=[]', "rests_on"),
+        (P + 'level="MUST"\napplies="always"\nrequirement="x MUST"\nrests_on="x"', "rests_on"),
     ],
 )
 def test_malformed_catalogue_is_rejected_with_the_clause_named(tmp_path: Path, entry: str, problem: str) -> None:

@@ -99,7 +99,7 @@ def test_explain_prints_requirement_checks_and_repro() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["list", "--profile", "snakepit-9"], "unknown profile 'snakepit-9'"),
+        (["list", "--profile", "snakepit-9"], "unknown Snakepit release 'snakepit-9'"),
         (["frobnicate"], ""),
         ([], ""),
         (["run", "--worker-cmd", "w", "--worker-address", "127.0.0.1:1"], ""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 from contract_tests.clause import REGISTRY
 from contract_tests.errors import ContractViolation
 from contract_tests.launcher import WorkerSpec
-from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
-from contract_tests.scenarios import SCENARIO_DIR, ScenarioRunner, load_scenario, scenario_names
+from contract_tests.profiles import RULES, SNAKEPIT_0_13, Profile, check_condition, get_profile
+from contract_tests.scenarios import SCENARIO_DIR, ScenarioRunner, load_scenario, scenario_applies, scenario_names
 
 SCHEMA = json.loads((SCENARIO_DIR / "scenario.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -27,7 +28,7 @@ def test_schema_is_valid_json_schema() -> None:
 
 @pytest.mark.parametrize("name", scenario_names())
 def test_scenario_matches_schema_and_catalogue(name: str) -> None:
-    """Ensure each scenario validates, is named after its path, and names real clauses of its profiles."""
+    """Ensure each scenario validates, is named after its path, and names real clauses of the releases it runs at."""
     scenario = load_scenario(name)
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in VALIDATOR.iter_errors(scenario)]
     assert not errors, errors
@@ -36,8 +37,12 @@ def test_scenario_matches_schema_and_catalogue(name: str) -> None:
     assert tagged == set(scenario["clauses"]), "each listed clause is judged by at least one tagged step"
     cited = set(scenario["clauses"]) | tagged
     assert cited <= set(REGISTRY), cited - set(REGISTRY)
-    for clause_id in cited:
-        assert set(scenario["profiles"]) <= REGISTRY[clause_id].profiles, clause_id
+    check_condition(scenario["applies"])
+    for condition in (c for s in scenario["steps"] for c in s.get("expect_when", {})):
+        check_condition(condition)
+    for clause_id, release in itertools.product(cited, RULES.values()):
+        if scenario_applies(scenario, release):
+            assert REGISTRY[clause_id].applies_to(release), f"{clause_id} does not apply at {release.snakepit_version}"
     ids = [s["id"] for s in scenario["steps"] if "id" in s]
     assert len(ids) == len(set(ids)), "step ids must be unique"
     referenced = {s.get("of") for s in scenario["steps"]} | {
@@ -62,12 +67,14 @@ def _with_step(step: dict[str, Any]) -> dict[str, Any]:
         {"op": "execute", "tool": "contract.echo", "expect": {"pool_error": "on_fire"}},
         {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.7": {"ok": True}}},
         {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.13": {"okay": True}}},
+        {"op": "execute", "tool": "contract.echo", "expect_when": {"heartbeat": {"okay": True}}},
         {"op": "wait_idle", "expect": {"ok": True}},
         {"op": "execute", "tool": "contract.echo", "expect": {"pool_error": ["internal"]}},
         {"op": "store_worker_session", "session": "s"},
     ],
     ids=["unknown-op", "missing-session", "unknown-expectation", "async-without-id", "negative-clock",
-         "bad-pool-error", "unknown-profile", "unknown-profile-expectation", "wait-idle-expects-nothing",
+         "bad-pool-error", "unknown-profile", "unknown-profile-expectation", "unknown-expectation-when",
+         "wait-idle-expects-nothing",
          "single-pool-error-list", "record-without-worker"],
 )
 def test_schema_rejects_malformed_steps(step: dict[str, Any]) -> None:
@@ -79,7 +86,8 @@ def test_schema_accepts_per_profile_expectations_and_wait_idle() -> None:
     """Ensure the vocabulary the scenarios use for version differences validates."""
     steps = [{"op": "wait_idle"},
              {"op": "execute", "tool": "contract.whoami", "expect": {"pool_error": "worker_crashed"},
-              "expect_by_profile": {"snakepit-0.13": {"pool_error": "internal"}}}]
+              "expect_by_profile": {"snakepit-0.13": {"pool_error": "internal"}},
+              "expect_when": {"not non_ok_execute_status_crashes": {"pool_error": "internal"}}}]
     assert not list(VALIDATOR.iter_errors({**load_scenario("session/create-is-idempotent"), "steps": steps}))
 
 
@@ -101,27 +109,29 @@ def _run(scenario: dict[str, Any], profile: Profile,
 
 def _scenario(steps: list[dict[str, Any]], **pool: Any) -> dict[str, Any]:
     return {"schema_version": 1, "name": "self-test", "description": "runner self-test", "clauses": ["SESSION-010"],
-            "profiles": ["snakepit-0.6", "snakepit-0.13"], "pool": {"size": 1, **pool}, "steps": steps}
+            "applies": "always", "pool": {"size": 1, **pool}, "steps": steps}
 
 
-@pytest.mark.parametrize("profile", [SNAKEPIT_0_6, SNAKEPIT_0_13], ids=["0.6", "0.13"])
-def test_expect_by_profile_overrides_expect_for_that_profile_only(profile: Profile) -> None:
-    """Ensure a per-profile expectation replaces the same keys of expect under its profile, and only there."""
+@pytest.mark.parametrize("release", ["0.7.3", "0.7.4"])
+def test_expect_when_overrides_expect_where_its_condition_holds(release: str) -> None:
+    """Ensure an expect_when entry replaces the same keys of expect at releases where its condition holds only."""
+    profile = get_profile(release)
     step: dict[str, Any] = {"op": "execute", "tool": "contract.whoami", "clause": "SESSION-010",
-                            "expect": {"ok": False}, "expect_by_profile": {profile.name: {"ok": True}}}
-    elsewhere = "snakepit-0.6" if profile is SNAKEPIT_0_13 else "snakepit-0.13"
-    other = {**step, "expect_by_profile": {elsewhere: {"ok": True}}}
+                            "expect": {"ok": False}, "expect_when": {"json_errors": {"ok": True}}}
+    other = {**step, "expect_when": {"not json_errors": {"ok": True}}}
     violations = _run(_scenario([{"op": "wait_idle"}, step, other]), profile)["SESSION-010"]
-    assert len(violations) == 1 and "step 3 execute" in str(violations[0])
+    assert len(violations) == 1
+    assert f"step {2 if release == '0.7.3' else 3} execute" in str(violations[0])
 
 
-@pytest.mark.parametrize("profile", [SNAKEPIT_0_6, SNAKEPIT_0_13], ids=["0.6", "0.13"])
+@pytest.mark.parametrize("profile", [get_profile("0.6.5"), get_profile("0.6.6"), SNAKEPIT_0_13],
+                         ids=["0.6.5", "0.6.6", "0.13"])
 def test_session_quota_only_where_snakepit_has_one(profile: Profile) -> None:
-    """Ensure max_sessions binds from v0.6.6 on and is ignored at 0.6.0, which had none (snakepit: session-quota)."""
+    """Ensure max_sessions binds from v0.6.6 on and is ignored before, where the store had no quota."""
     second = {"op": "create_session", "session": "b", "clause": "SESSION-010", "expect": {"ok": True}}
     steps: list[dict[str, Any]] = [{"op": "create_session", "session": "a"}, second]
     violations = _run(_scenario(steps, max_sessions=1), profile)
-    assert bool(violations) == (profile is SNAKEPIT_0_13)
+    assert bool(violations) == (profile.snakepit_version != "0.6.5")
 
 
 @pytest.mark.parametrize("wait", [True, False], ids=["wait-idle", "back-to-back"])

@@ -18,7 +18,7 @@ from contract_tests.bench import output
 from contract_tests.bench.measure import BenchSettings
 from contract_tests.bench.runner import run_bench
 from contract_tests.errors import WorkerStartError
-from contract_tests.profiles import DEFAULT_PROFILE, PROFILES
+from contract_tests.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from contract_tests.settings import DEFAULT_WORKER_CMD
 
 _DEFAULTS = BenchSettings()
@@ -50,8 +50,11 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--call-tool", help="Tool of the latency, calls/s, RSS and pool figures, for a worker "
                        "without contract.echo (default: contract.echo)")
     bench.add_argument("--call-params", default="{}", help="Its parameters, a JSON object (default {})")
-    bench.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
-                       help=f"How the targets are launched and called (default {DEFAULT_PROFILE})")
+    releases = bench.add_mutually_exclusive_group()
+    releases.add_argument("--profile", help=f"How the targets are launched and called: {', '.join(PROFILES)} "
+                                            f"(default {DEFAULT_PROFILE})")
+    releases.add_argument("--snakepit-version", help="Launch and call the targets as this Snakepit release does "
+                                                     "(X.Y.Z, 0.6.0 … 0.13.0; default: the newest)")
     bench.add_argument("--timeout-scale", type=float, default=1.0, help="Multiply readiness and call deadlines")
     bench.add_argument("--report-dir", type=Path, default=Path("bench-report"),
                        help="Where bench.json goes (default: ./bench-report)")
@@ -104,7 +107,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     settings = BenchSettings(**{name: getattr(args, name) for name in _COUNTS}, timeout_scale=args.timeout_scale,
                              call_tool=args.call_tool, call_params=call_params)
     try:
-        bench_run = run_bench(worker_cmd, settings, PROFILES[args.profile],
+        release = get_profile(args.snakepit_version or args.profile or DEFAULT_PROFILE)
+    except ValueError as err:
+        raise UsageProblem(str(err)) from None
+    try:
+        bench_run = run_bench(worker_cmd, settings, release,
                               progress=_progress, worker_image=args.worker_image)
     except (WorkerStartError, grpc.RpcError, RuntimeError, OSError) as err:
         sys.stderr.write(f"snakepit-contract bench: harness failure: {err}\n")

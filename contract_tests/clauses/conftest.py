@@ -13,7 +13,7 @@ from contract_tests.launcher import WorkerSpec
 from contract_tests.plugin import Settings
 from contract_tests.pool import PoolEmulator
 from contract_tests.profiles import Profile
-from contract_tests.scenarios import ScenarioRunner, describe_steps, load_scenario
+from contract_tests.scenarios import ScenarioRunner, describe_steps, load_scenario, scenario_applies
 from contract_tests.verdicts import EXTRA_EVIDENCE, LAUNCHED
 
 RunScenario = Callable[[str], None]
@@ -40,8 +40,8 @@ def run_scenario(
     def run(name: str) -> None:
         scenario = load_scenario(name)
         assert clause_id in scenario["clauses"], f"scenario {name} does not check {clause_id}"
-        if profile.name not in scenario["profiles"]:
-            pytest.skip(f"profile: scenario {name} applies to {', '.join(scenario['profiles'])} only")
+        if not scenario_applies(scenario, profile):
+            pytest.skip(f"profile: scenario {name} applies only where {scenario['applies']} (releases.toml)")
         needed = scenario.get("requires_tools", [])
         if needed and isinstance(catalogue, str):
             pytest.skip(f"capability: {catalogue}")

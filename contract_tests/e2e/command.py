@@ -23,7 +23,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     group = run.add_argument_group("live E2E tier (docs/e2e.md)")
     group.add_argument("--e2e", action="store_true",
                        help="Run the scenarios through real Snakepit in a container and compare with the emulator")
-    group.add_argument("--snakepit-version", choices=VERSIONS, default=VERSIONS[0], help="Snakepit to build (--e2e)")
+    # --snakepit-version (the run command's release option) names the Snakepit to build; one of VERSIONS.
     group.add_argument("--snakepit-sources", type=Path,
                        help="Directory of Snakepit's and its dependencies' sources (--e2e; layout in docs/e2e.md)")
     group.add_argument("--e2e-worker", choices=sorted(WORKERS), default="reference",
@@ -34,7 +34,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.snakepit_sources is not None and not args.snakepit_sources.is_dir():
         sys.stderr.write(f"snakepit-contract: --snakepit-sources {args.snakepit_sources} is not a directory\n")
         return EXIT_USAGE
-    result = run_tier(args.snakepit_version, args.e2e_worker, args.snakepit_sources)
+    version = args.snakepit_version or VERSIONS[0]
+    if version not in VERSIONS:
+        sys.stderr.write(f"snakepit-contract: --e2e builds Snakepit {', '.join(VERSIONS)}, not {version!r}\n")
+        return EXIT_USAGE
+    result = run_tier(version, args.e2e_worker, args.snakepit_sources)
     summary(result, out)
     print(f"e2e: report in {write_json(result, args.report_dir)}", file=out)
     if result.status != RAN or any(c.status == UNJUDGED for c in result.comparisons):

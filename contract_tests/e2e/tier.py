@@ -27,13 +27,10 @@ from contract_tests.e2e.compare import (
     snakepit_side,
 )
 from contract_tests.e2e.sources import Sources, SourcesMissing, locate
-from contract_tests.profiles import PROFILES, Profile
-from contract_tests.scenarios import load_scenario, scenario_names
+from contract_tests.profiles import Profile, get_profile
+from contract_tests.scenarios import expectation, load_scenario, scenario_applies, scenario_names
 
 RAN, ERROR = "RAN", "ERROR"
-# The emulator's rule set for each release the tier builds: 0.6 up to 0.8.0, 0.13 from 0.8.1 (the ready file).
-PROFILE_OF = {"0.6.0": "snakepit-0.6", "0.7.7": "snakepit-0.6", "0.8.0": "snakepit-0.6", "0.8.1": "snakepit-0.13",
-              "0.10.1": "snakepit-0.13", "0.13.0": "snakepit-0.13"}
 
 
 @dataclass
@@ -71,11 +68,11 @@ def _sources(version: str, given: Path | None) -> Sources | None:
 
 
 def _selection(version: str, worker: live.Worker) -> tuple[list[str], list[Comparison]]:
-    """Scenarios of this version's profile; those needing contract tools the worker lacks are NOT-RUN."""
+    """Scenarios that apply to this release's rules; those needing contract tools the worker lacks are NOT-RUN."""
     chosen, skipped = [], []
     for name in scenario_names():
         scenario = load_scenario(name)
-        if PROFILE_OF[version] not in scenario["profiles"]:
+        if not scenario_applies(scenario, get_profile(version)):
             continue
         needed = scenario.get("requires_tools", [])
         if needed and not worker.contract_tools:
@@ -91,8 +88,8 @@ def for_release(scenario: Mapping[str, Any], profile: Profile) -> dict[str, Any]
     emulator resolves it, so the runner needs no knowledge of which release expects what."""
     steps = []
     for step in scenario["steps"]:
-        resolved = {key: value for key, value in step.items() if key != "expect_by_profile"}
-        expect = {**step.get("expect", {}), **step.get("expect_by_profile", {}).get(profile.name, {})}
+        resolved = {key: value for key, value in step.items() if key not in ("expect_by_profile", "expect_when")}
+        expect = expectation(step, profile)
         if expect:
             resolved["expect"] = expect
         steps.append(resolved)
@@ -117,7 +114,7 @@ def run_tier(version: str, worker_name: str = "reference", sources_dir: Path | N
         result.status, result.reason, result.evidence = ERROR, "the host image did not build", str(failed)
         return result
     names, result.comparisons = _selection(version, worker)
-    profile = PROFILES[PROFILE_OF[version]]
+    profile = get_profile(version)
     run = live.run(tag, [for_release(load_scenario(name), profile) for name in names], worker)
     if not run.finished:
         result.status = ERROR

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from contract_tests.clause import Clause
+from contract_tests.profiles import get_profile
 from contract_tests.report.model import ClauseResult, Outcome
 
 TABLE = "expected_failure"
@@ -88,8 +89,15 @@ def _entry(index: int, raw: Any, registry: dict[str, Clause]) -> BaselineEntry:
     where = f"{where} ({clause_id})"
     if not isinstance(reason, str) or not reason.strip():
         raise BaselineError(f"{where}: needs a reason (why it fails, ideally an issue link)")
-    if profile is not None and profile not in registry[clause_id].profiles:
-        raise BaselineError(f"{where}: profile {profile!r} is not one of {sorted(registry[clause_id].profiles)}")
+    if profile is not None:
+        try:
+            rules = get_profile(str(profile))
+        except ValueError as err:
+            raise BaselineError(f"{where}: {err}") from None
+        if not registry[clause_id].applies_to(rules):
+            raise BaselineError(f"{where}: profile {profile!r} is not one of the releases the clause applies to "
+                                f"({registry[clause_id].applies})")
+        profile = rules.name
     if expires is not None and (not isinstance(expires, date) or hasattr(expires, "hour")):
         raise BaselineError(f"{where}: expires must be a TOML date like 2026-12-31, not {expires!r}")
     return BaselineEntry(clause_id, profile, reason.strip(), expires)

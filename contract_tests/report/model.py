@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from contract_tests.clause import Clause, Level
+from contract_tests.profiles import get_profile
 
 
 class Outcome(Enum):
@@ -107,12 +108,13 @@ class Plan:
 
 
 def plan(clauses: Iterable[Clause], profiles: Sequence[str], only: Sequence[str], skip: Sequence[str]) -> Plan:
-    """Pair every clause with every chosen profile it applies to, keeping those --only/--skip select."""
+    """Pair every clause with every chosen release (by label) it applies to, keeping those --only/--skip select."""
     pairs: list[tuple[Clause, str]] = []
     not_selected = not_applicable = 0
+    rules = {label: get_profile(label) for label in profiles}
     for found in sorted(clauses, key=lambda c: c.id):
         for profile in profiles:
-            if profile not in found.profiles:
+            if not found.applies_to(rules[profile]):
                 not_applicable += 1
             elif not matches(found.id, only, skip):
                 not_selected += 1
