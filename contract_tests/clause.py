@@ -1,8 +1,8 @@
 """Clauses: the catalogue (catalogue.toml) and the decorator that ties test functions to it.
 
-The catalogue is data: id, level, applicability (a condition over the release rules), requirement, the docs/snakepit/ entries it
-rests on and subject of every clause (what it judges: the worker, or the suite's emulated
-Elixir side).
+The catalogue is data: id, level, applicability (a condition over the release rules),
+requirement, the docs/snakepit/ entries it rests on and subject of every clause (what it
+judges: the worker, or the suite's emulated Elixir side).
 Adding a check is one entry there plus one small test function decorated with
 `@clause("AREA-NNN")`; the decorator records which tests check which clause (for
 traceability) and marks the test so the plugin can select it by id, skip it for

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from contract_tests import profiles
 from contract_tests.clause import REGISTRY
 from contract_tests.launcher import WorkerSpec
 from contract_tests.profiles import RULE_NAMES, RULES, TABLE, Readiness, get_profile, select_releases
+from contract_tests.report.json_report import load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 # The release tags v0.6.0 … v0.13.0 of nshkrdotcom/snakepit (git tag, 38 of them).
@@ -130,7 +132,10 @@ def test_strict_argv_worker_starts_at_0_8_1_but_proc_002_still_judges_it(tmp_pat
         [sys.executable, "-m", "contract_tests.cli", "run", "--snakepit-version", "0.8.1", "--only",
          "PROC-001,PROC-002", "--level", "should", "-n", "0", "--report-dir", str(tmp_path), "--worker-cmd", worker],
         capture_output=True, text=True, timeout=300)
-    records = json.loads((tmp_path / "conformance.json").read_text())["clauses"]
+    document = json.loads((tmp_path / "conformance.json").read_text())
+    jsonschema.validate(document, load_schema())
+    assert document["releases"] == {"snakepit-0.8.1": "0.8.1"}
+    records = document["clauses"]
     outcomes = {(r["id"], r["profile"]): r["outcome"] for r in records}
     assert outcomes == {("PROC-001", "snakepit-0.8.1"): "PASS", ("PROC-002", "snakepit-0.8.1"): "FAIL"}, run.stdout
     assert run.returncode == 1

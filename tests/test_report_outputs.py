@@ -74,7 +74,7 @@ def test_json_validates_against_the_versioned_schema() -> None:
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     document = json.loads(json_report.render(sample_report()))
     validator.validate(document)
-    assert document["schema_version"] == 3 and document["verdict"]["exit_status"] == 1
+    assert document["schema_version"] == 4 and document["verdict"]["exit_status"] == 1
     assert document["totals"]["by_level"]["MUST"]["total"] == 9 and document["totals"]["all"]["NOT-RUN"] == 1
     assert {c["id"]: c["outcome"] for c in document["clauses"]}["RPC-002"] == "TIMEOUT"
     assert document["totals"]["by_subject"]["host"] == {**dict.fromkeys(document["totals"]["all"], 0),

@@ -1,4 +1,4 @@
-"""conformance.json: the machine-readable report, versioned by conformance.schema.json (schema_version 3)."""
+"""conformance.json: the machine-readable report, versioned by conformance.schema.json (schema_version 4)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from importlib import resources
 from typing import Any
 
 from contract_tests.clause import SUBJECTS, Level
+from contract_tests.profiles import get_profile
 from contract_tests.report.model import ClauseResult, Outcome, RunReport
 from contract_tests.snakepit_sources import ENTRIES, Entry
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def load_schema() -> dict[str, Any]:
@@ -75,6 +76,7 @@ def document(report: RunReport) -> dict[str, Any]:
             "contract_tools_note": report.worker.tools_note,
         },
         "profiles": report.profiles,
+        "releases": {label: get_profile(label).snakepit_version for label in report.profiles},
         "level": report.level,
         "selection": {
             "only": list(report.only),
