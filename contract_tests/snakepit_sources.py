@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract_tests import profiles
+
 SOURCES_PATH = Path(__file__).with_name("snakepit_sources.toml")
 REPOSITORY = "https://github.com/nshkrdotcom/snakepit"
 DOCS_DIR = "docs/snakepit"
 _ANCHOR = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _LINES = re.compile(r"^(\d+)-(\d+)$")
 
 
@@ -29,10 +30,11 @@ class SourcesDataError(ValueError):
 
 
 def version_key(version: str) -> tuple[int, int, int]:
-    match = _VERSION.match(version)
-    if not match:
-        raise SourcesDataError(f"{version!r} is not a release number X.Y.Z")
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+    """The release order of the rules table (profiles.version_key), with this module's error."""
+    try:
+        return profiles.version_key(version)
+    except profiles.RulesError as err:
+        raise SourcesDataError(str(err)) from None
 
 
 @dataclass(frozen=True)
