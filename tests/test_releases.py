@@ -150,7 +150,8 @@ def test_no_module_outside_the_rules_table_parses_a_version() -> None:
     offenders = [
         f"{path.relative_to(REPO)}:{n}: {line.strip()}"
         for path in sorted((REPO / "contract_tests").rglob("*.py")) + sorted((REPO / "ci").rglob("*.py"))
-        if path.name != "profiles.py"
+        + sorted((REPO / "tests").glob("*.py"))
+        if path.name not in ("profiles.py", "test_releases.py")
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if pattern.search(line)
     ]

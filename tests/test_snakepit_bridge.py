@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from contract_tests.profiles import version_key
 from reference_worker.tools import CATALOGUE
 
 ADAPTER_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "workers" / "snakepit_bridge"
@@ -32,12 +33,8 @@ DEFAULT_VERSIONS = ("0.13.0",)
 MIN_PASSED_MUST = 45
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
 def _versions() -> list[str]:
-    known = sorted((path.stem for path in BASELINES.glob("*.toml")), key=_version_key)
+    known = sorted((path.stem for path in BASELINES.glob("*.toml")), key=version_key)
     wanted = os.environ.get("SNAKEPIT_BRIDGE_VERSIONS", "")
     if wanted == "all":
         return known
@@ -45,8 +42,8 @@ def _versions() -> list[str]:
 
 
 def _profile_args(version: str) -> list[str]:
-    """The two eras the suite models: the ready file and Snakepit's JSON errors arrive together in 0.8.1."""
-    return ["--profile", "snakepit-0.13" if _version_key(version) >= (0, 8, 1) else "snakepit-0.6"]
+    """Judged by exactly the rules of the bridge's own release (contract_tests/releases.toml)."""
+    return ["--snakepit-version", version]
 
 
 def _load_adapter() -> ModuleType:
