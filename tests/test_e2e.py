@@ -28,7 +28,7 @@ from contract_tests.e2e.compare import (
     compare,
     snakepit_side,
 )
-from contract_tests.scenarios import load_scenario
+from contract_tests.scenarios import expectation, load_scenario
 
 
 def _sources_dir(root: Path, version: str = "0.6.0", hex_source: bool = True) -> Path:
@@ -152,26 +152,24 @@ def test_bridge_runs_the_contract_adapter_when_there_is_one(tmp_path: Path) -> N
 def test_scenario_expectations_are_resolved_for_the_release() -> None:
     """Ensure the Elixir runner gets each step's expectation for the release under test, as the emulator uses it,
     and nothing it would have to resolve itself."""
-    from contract_tests.profiles import PROFILES
+    from contract_tests.profiles import get_profile
 
     scenario = load_scenario("cleanup/killed-mid-call")
-    by_profile = [i for i, step in enumerate(scenario["steps"]) if step.get("expect_by_profile")]
-    assert by_profile, "the scenario no longer has a release-specific expectation; pick another"
-    for name in ("snakepit-0.6", "snakepit-0.13"):
-        resolved = tier.for_release(scenario, PROFILES[name])
-        assert not any("expect_by_profile" in step for step in resolved["steps"])
-        for i in by_profile:
-            step = scenario["steps"][i]
-            wanted = {**step.get("expect", {}), **step["expect_by_profile"].get(name, {})}
-            assert resolved["steps"][i]["expect"] == wanted
-    assert tier.for_release(scenario, PROFILES["snakepit-0.6"]) != tier.for_release(scenario, PROFILES["snakepit-0.13"])
+    by_release = [i for i, step in enumerate(scenario["steps"]) if step.get("expect_when")]
+    assert by_release, "the scenario no longer has a release-specific expectation; pick another"
+    for release in ("0.9.0", "0.9.1"):
+        resolved = tier.for_release(scenario, get_profile(release))
+        assert not any("expect_when" in step for step in resolved["steps"])
+        for i in by_release:
+            assert resolved["steps"][i]["expect"] == expectation(scenario["steps"][i], get_profile(release))
+    assert tier.for_release(scenario, get_profile("0.9.0")) != tier.for_release(scenario, get_profile("0.9.1"))
 
 
 def test_default_tier_runs_the_newest_release_only() -> None:
     """Ensure tox -e e2e (in the default env list) runs one release, the newest; e2e-releases runs them all."""
     assert sources.NEWEST == sources.VERSIONS[-1] == "0.13.0"
     assert ((sources.NEWEST,) if os.environ.get("SNAKEPIT_E2E_RELEASES") != "all" else sources.VERSIONS) == RELEASES
-    assert set(sources.VERSIONS) == set(tier.PROFILE_OF) == set(image.BRIDGE_REQUIREMENTS)
+    assert set(sources.VERSIONS) == set(image.BRIDGE_REQUIREMENTS)
 
 
 REPORT_DIR = Path(os.environ.get("SNAKEPIT_E2E_REPORT_DIR", "conformance-report/e2e"))

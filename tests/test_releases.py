@@ -146,7 +146,7 @@ def test_strict_argv_worker_starts_at_0_8_1_but_proc_002_still_judges_it(tmp_pat
 def test_no_module_outside_the_rules_table_parses_a_version() -> None:
     """Ensure versions are read in one place: no other module compares version tuples or splits a version."""
     pattern = re.compile(r"snakepit_version\s*[<>]|_version_tuple|version\.split\(|re\.findall\(r\"\\d\+\"|"
-                         r"\(0, (6|10|13)(, \d+)?\)|\(\\d\+\)\\\.\(\\d\+\)")
+                         r"\(0, (6|10|13)(, \d+)?\)|\(\\d\+\)\\\.\(\\d\+\)\\\.\(\\d\+\)")
     offenders = [
         f"{path.relative_to(REPO)}:{n}: {line.strip()}"
         for path in sorted((REPO / "contract_tests").rglob("*.py")) + sorted((REPO / "ci").rglob("*.py"))

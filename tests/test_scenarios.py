@@ -65,16 +65,13 @@ def _with_step(step: dict[str, Any]) -> dict[str, Any]:
         {"op": "execute_async", "tool": "contract.sleep"},
         {"op": "advance_clock", "seconds": -1},
         {"op": "execute", "tool": "contract.echo", "expect": {"pool_error": "on_fire"}},
-        {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.7": {"ok": True}}},
-        {"op": "execute", "tool": "contract.echo", "expect_by_profile": {"snakepit-0.13": {"okay": True}}},
         {"op": "execute", "tool": "contract.echo", "expect_when": {"heartbeat": {"okay": True}}},
         {"op": "wait_idle", "expect": {"ok": True}},
         {"op": "execute", "tool": "contract.echo", "expect": {"pool_error": ["internal"]}},
         {"op": "store_worker_session", "session": "s"},
     ],
     ids=["unknown-op", "missing-session", "unknown-expectation", "async-without-id", "negative-clock",
-         "bad-pool-error", "unknown-profile", "unknown-profile-expectation", "unknown-expectation-when",
-         "wait-idle-expects-nothing",
+         "bad-pool-error", "unknown-expectation-when", "wait-idle-expects-nothing",
          "single-pool-error-list", "record-without-worker"],
 )
 def test_schema_rejects_malformed_steps(step: dict[str, Any]) -> None:
@@ -86,7 +83,6 @@ def test_schema_accepts_per_profile_expectations_and_wait_idle() -> None:
     """Ensure the vocabulary the scenarios use for version differences validates."""
     steps = [{"op": "wait_idle"},
              {"op": "execute", "tool": "contract.whoami", "expect": {"pool_error": "worker_crashed"},
-              "expect_by_profile": {"snakepit-0.13": {"pool_error": "internal"}},
               "expect_when": {"not non_ok_execute_status_crashes": {"pool_error": "internal"}}}]
     assert not list(VALIDATOR.iter_errors({**load_scenario("session/create-is-idempotent"), "steps": steps}))
 
