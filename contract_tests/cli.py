@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import os
 import pkgutil
 import re
 import shlex
+import shutil
 import sys
 import textwrap
 from collections import Counter
@@ -24,7 +26,7 @@ from typing import TextIO
 
 import pytest
 
-from contract_tests import clauses
+from contract_tests import clauses, worker_coverage
 from contract_tests.bench import command as bench_command
 from contract_tests.clause import REGISTRY, TESTS, Clause, Level
 from contract_tests.e2e import command as e2e_command
@@ -80,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", type=Path, help="TOML file of the worker's expected failures")
     run.add_argument("--mutation-score", type=Path,
                      help="mutation-score.json of the mutants tier, embedded in the report (informational)")
+    run.add_argument("--worker-coverage", action="store_true",
+                     help="Run a Python worker under coverage.py and write which of its lines the suite exercised "
+                          "(REPORT_DIR/worker-coverage: coverage.json, html/); needs coverage in the worker's Python")
     run.add_argument("--bench-results", type=Path,
                      help="bench.json of `snakepit-contract bench`, embedded in the report (informational)")
     run.add_argument("--timeout-scale", help="Multiply contract deadlines (slow machines)")
@@ -190,6 +195,23 @@ def _unreachable(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _start_worker_coverage(args: argparse.Namespace) -> tuple[str, Path] | None:
+    """With --worker-coverage: a fresh data folder that every launch of this run measures into."""
+    if not args.worker_coverage:
+        return None
+    if args.worker_image or args.worker_address:
+        raise UsageProblem("--worker-coverage runs the worker itself: use it with --worker-cmd (or the default)")
+    command = shlex.split(args.worker_cmd) if args.worker_cmd else list(DEFAULT_WORKER_CMD)
+    folder = Path(args.report_dir).resolve() / "worker-coverage" / "data"
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        worker_coverage.prepare(command, folder)
+    except worker_coverage.WorkerCoverageError as err:
+        raise UsageProblem(str(err)) from None
+    os.environ[worker_coverage.WORKER_COVERAGE_ENV] = str(folder)
+    return command[0], folder
+
+
 def _pytest_argv(args: argparse.Namespace) -> list[str]:
     argv = ["-c", str(SUITE_INI), "--rootdir", str(SUITE_INI.parent), "--pyargs", clauses.__name__,
             # -q -rN: the progress lines and the plugin's verdict replace pytest's dots and short summary.
@@ -219,8 +241,17 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         print(f"snakepit-contract: no verdict (exit {EXIT_HARNESS}): {why}; is the worker running and serving "
               "snakepit.bridge.BridgeService there?", file=out)
         return EXIT_HARNESS
+    measured = _start_worker_coverage(args)
     capture = _Capture()
-    code = pytest.main(_pytest_argv(args), plugins=[capture, Progress(), extras])
+    try:
+        code = pytest.main(_pytest_argv(args), plugins=[capture, Progress(), extras])
+    finally:
+        os.environ.pop(worker_coverage.WORKER_COVERAGE_ENV, None)
+    if measured is not None:
+        try:
+            print(worker_coverage.report(measured[0], measured[1], Path(args.report_dir) / "worker-coverage"), file=out)
+        except worker_coverage.WorkerCoverageError as err:
+            print(f"snakepit-contract: worker coverage not reported: {err}", file=out)
     if capture.report is None:
         return EXIT_USAGE if code == pytest.ExitCode.USAGE_ERROR else EXIT_HARNESS
     verdict = capture.report.verdict()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from contract_tests import ownership
+from contract_tests import ownership, worker_coverage
 from contract_tests.client import TelemetryStream, WorkerClient
 from contract_tests.errors import WorkerStartError
 from contract_tests.heartbeat import HeartbeatMonitor
@@ -117,6 +117,8 @@ class WorkerSpec:
         script = self._script()
         # Snakepit passes an absolute script path and runs in its folder; a relative one would break there.
         command = [self.command[0], script, *self.command[2:]] if script else list(self.command)
+        if self.image is None:
+            command = worker_coverage.wrap(command)  # `run --worker-coverage`: the same process, under coverage
         argv = [*command, *self.extra_args]
         # Added only when no argument merely *contains* the flag (snakepit: launch-argv).
         if not any("--port" in a for a in argv):
