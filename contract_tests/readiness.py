@@ -7,7 +7,6 @@ give up at once when the worker exits, with its status and output tail.
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import time
@@ -71,7 +70,7 @@ class ReadyFileWait:
             if proc.poll() is not None:
                 raise _exited(proc, "writing its ready file")
             if time.monotonic() >= deadline:
-                raise _timed_out(proc, f"port in {os.fspath(self.path)}", self.timeout_s)
+                raise _timed_out(proc, "port in its ready file (SNAKEPIT_READY_FILE)", self.timeout_s)
             time.sleep(_POLL_S)
 
 
