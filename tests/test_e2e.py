@@ -7,6 +7,7 @@ lacks sources, engine or base image.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from contract_tests.e2e.compare import (
     AGREE,
     DIVERGE,
     FAIL,
+    KNOWN,
     MISSING,
     NOT_RUN,
     PASS,
@@ -130,6 +132,37 @@ def test_comparison_agrees_only_on_identical_outcomes() -> None:
     assert other.as_json()["snakepit"]["trace"] == ["snakepit trace"]
 
 
+def test_only_a_baselined_worker_failure_is_known() -> None:
+    """Ensure a clause real Snakepit fails and the emulator passes is KNOWN only when the worker's baseline lists it;
+    anything else that differs (another clause, the other direction, an abort) stays a divergence."""
+    scenario = load_scenario("program/cleanup-releases")  # PROGRAM-007 and CLEANUP-007
+    emulator = Side({"PROGRAM-007": PASS, "CLEANUP-007": PASS})
+    listed = {"PROGRAM-007": "the bridge proxies CleanupSession"}
+
+    def verdict(real: dict[str, str], known: dict[str, str]) -> str:
+        return compare(scenario, Side(real), lambda: emulator, known).status
+
+    assert verdict({"PROGRAM-007": FAIL, "CLEANUP-007": PASS}, listed) == KNOWN
+    assert verdict({"PROGRAM-007": FAIL, "CLEANUP-007": PASS}, {}) == DIVERGE
+    assert verdict({"PROGRAM-007": FAIL, "CLEANUP-007": FAIL}, listed) == DIVERGE
+    assert verdict({"PROGRAM-007": ABORTED, "CLEANUP-007": ABORTED}, listed) == DIVERGE
+    reversed_sides = compare(scenario, Side({"PROGRAM-007": PASS, "CLEANUP-007": PASS}),
+                             lambda: Side({"PROGRAM-007": FAIL, "CLEANUP-007": PASS}), listed)
+    assert reversed_sides.status == DIVERGE
+
+
+def test_bridge_known_failures_come_from_its_baseline_at_that_release(tmp_path: Path) -> None:
+    """Ensure the bridge's known failures are its baseline for exactly the release run, and none without one."""
+    from contract_tests.profiles import get_profile
+
+    bridge = live.snakepit_bridge()
+    known = tier.known_failures(bridge, "0.13.0", get_profile("0.13.0"))
+    assert "PROGRAM-007" in known and "cleanup-session-proxied" in known["PROGRAM-007"]
+    no_baseline_here = dataclasses.replace(bridge, baselines=tmp_path)
+    assert tier.known_failures(no_baseline_here, "0.13.0", get_profile("0.13.0")) == {}
+    assert tier.known_failures(live.reference(), "0.13.0", get_profile("0.13.0")) == {}
+
+
 def test_worker_without_contract_tools_leaves_those_scenarios_not_run(tmp_path: Path) -> None:
     """Ensure Snakepit's own bridge without the contract adapter is not judged on scenarios that need its tools."""
     chosen, skipped = tier._selection("0.6.0", live.snakepit_bridge(tmp_path))
@@ -170,6 +203,20 @@ def test_default_tier_runs_the_newest_release_only() -> None:
     assert sources.NEWEST == sources.VERSIONS[-1] == "0.13.0"
     assert ((sources.NEWEST,) if os.environ.get("SNAKEPIT_E2E_RELEASES") != "all" else sources.VERSIONS) == RELEASES
     assert set(sources.VERSIONS) == set(image.BRIDGE_REQUIREMENTS)
+
+
+def test_image_compiles_snakepit_once_and_runs_it_unchecked() -> None:
+    """Ensure no dependency is compiled at container start (Mix recompiles path dependencies it checks), Snakepit's
+    tree is compiled before our runner's code is copied in, and the bridge's venv comes after both."""
+    lines = [line.strip() for line in image.DOCKERFILE.read_text().splitlines()]
+
+    def first(prefix: str) -> int:
+        return next(i for i, line in enumerate(lines) if prefix in line)
+
+    assert first("mix deps.compile") < first("COPY host/lib") < first("RUN mix compile") < first("COPY bridge-wheels")
+    entry = json.loads(lines[first("ENTRYPOINT")].removeprefix("ENTRYPOINT"))
+    assert entry[:2] == ["mix", "do"] and "--no-deps-check" in entry[entry.index("loadpaths"):entry.index("+")]
+    assert entry[-1] == "contract.e2e"
 
 
 REPORT_DIR = Path(os.environ.get("SNAKEPIT_E2E_REPORT_DIR", "conformance-report/e2e"))
@@ -222,3 +269,7 @@ def test_host_project_ships_in_the_wheel() -> None:
     listed = {path for pattern in patterns for path in image.HERE.glob(pattern)}
     needed = {image.DOCKERFILE} | {p for p in image.HOST_PROJECT.rglob("*") if p.is_file()}
     assert needed <= listed, sorted(str(p) for p in needed - listed)
+    # The contract adapter the tier runs Snakepit's bridge with ships as data, as the scenarios do.
+    data = pyproject["tool"]["setuptools"]["package-data"]["contract_tests.data"]
+    adapter = live.BRIDGE_ADAPTER_DIR / "contract_adapter.py"
+    assert adapter.is_file() and any(adapter.match(f"*/{pattern}") for pattern in data)

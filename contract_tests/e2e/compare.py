@@ -18,6 +18,9 @@ from contract_tests.settings import DEFAULT_WORKER_CMD
 
 PASS, FAIL, ABORTED, MISSING = "PASS", "FAIL", "ABORTED", "MISSING"
 AGREE, DIVERGE, NOT_RUN, UNJUDGED = "AGREE", "DIVERGE", "NOT-RUN", "UNJUDGED"
+# Real Snakepit fails a clause the emulator passes, and the worker's baseline documents that failure at this
+# release: a defect of the worker (the emulator runs the reference worker), not of Snakepit or the emulator.
+KNOWN = "KNOWN"
 
 
 @dataclass
@@ -86,13 +89,24 @@ def emulator_side(scenario: Mapping[str, Any], profile: Profile, timeout_scale: 
     return Side({c: FAIL if violations.get(c) else PASS for c in clauses}, trace)
 
 
-def compare(scenario: Mapping[str, Any], snakepit: Side, emulator: Callable[[], Side]) -> Comparison:
-    """AGREE only when both sides judged every clause alike; two aborted runs agree on nothing (UNJUDGED)."""
+def compare(scenario: Mapping[str, Any], snakepit: Side, emulator: Callable[[], Side],
+            known_failures: Mapping[str, str] | None = None) -> Comparison:
+    """AGREE only when both sides judged every clause alike; two aborted runs agree on nothing (UNJUDGED).
+    KNOWN when the only differences are clauses real Snakepit FAILs and the emulator PASSes that the worker's
+    baseline lists (`known_failures`: clause -> reason); any other difference is a DIVERGE."""
     other = emulator()
+    known_failures = known_failures or {}
+    reason = ""
     if snakepit.clauses != other.clauses:
-        status = DIVERGE
+        differing = sorted(c for c in snakepit.clauses if snakepit.clauses[c] != other.clauses.get(c))
+        if all(snakepit.clauses[c] == FAIL and other.clauses.get(c) == PASS and c in known_failures
+               for c in differing):
+            status = KNOWN
+            reason = "; ".join(f"{c}: the worker's known failure ({known_failures[c]})" for c in differing)
+        else:
+            status = DIVERGE
     elif set(snakepit.clauses.values()) - {PASS, FAIL}:
         status = UNJUDGED
     else:
         status = AGREE
-    return Comparison(scenario["name"], status, snakepit=snakepit, emulator=other)
+    return Comparison(scenario["name"], status, reason, snakepit=snakepit, emulator=other)

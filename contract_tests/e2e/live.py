@@ -38,6 +38,8 @@ class Worker:
     contract_tools: bool
     mounts: tuple[tuple[Path, str], ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    # The worker's documented failures per release (`<version>.toml` baselines), when it has any.
+    baselines: Path | None = None
 
 
 def reference() -> Worker:
@@ -67,7 +69,7 @@ def snakepit_bridge(adapter_dir: Path | None = None) -> Worker:
     if (adapter_dir / "contract_adapter.py").is_file():
         return Worker(name="snakepit-bridge", argv=(python, BRIDGE_SERVER, "--adapter", BRIDGE_ADAPTER),
                       contract_tools=True, mounts=((adapter_dir, "/opt/bridge-adapter"),),
-                      env={"PYTHONPATH": "/opt/bridge-adapter"})
+                      env={"PYTHONPATH": "/opt/bridge-adapter"}, baselines=adapter_dir / "baselines")
     return Worker(name="snakepit-bridge",
                   argv=(python, BRIDGE_SERVER, "--adapter", "snakepit_bridge.adapters.showcase.ShowcaseAdapter"),
                   contract_tools=False)

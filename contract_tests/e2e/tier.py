@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from contract_tests.clause import REGISTRY
 from contract_tests.e2e import image, live
 from contract_tests.e2e.compare import (
     AGREE,
     DIVERGE,
+    KNOWN,
     NOT_RUN,
     UNJUDGED,
     Comparison,
@@ -28,6 +30,7 @@ from contract_tests.e2e.compare import (
 )
 from contract_tests.e2e.sources import Sources, SourcesMissing, locate
 from contract_tests.profiles import Profile, get_profile
+from contract_tests.report.baseline import load_baseline
 from contract_tests.scenarios import expectation, load_scenario, scenario_applies, scenario_names
 
 RAN, ERROR = "RAN", "ERROR"
@@ -83,6 +86,14 @@ def _selection(version: str, worker: live.Worker) -> tuple[list[str], list[Compa
     return chosen, skipped
 
 
+def known_failures(worker: live.Worker, version: str, profile: Profile) -> dict[str, str]:
+    """The worker's documented failures at this release, by clause: its baseline `<version>.toml`, if any."""
+    path = worker.baselines / f"{version}.toml" if worker.baselines else None
+    if path is None or not path.is_file():
+        return {}
+    return {e.clause: e.reason for e in load_baseline(path, REGISTRY).entries if e.profile in (None, profile.name)}
+
+
 def for_release(scenario: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
     """The scenario as the Elixir runner reads it: each step's expectation resolved for this release, as the
     emulator resolves it, so the runner needs no knowledge of which release expects what."""
@@ -122,10 +133,11 @@ def run_tier(version: str, worker_name: str = "reference", sources_dir: Path | N
         result.evidence = run.log_tail()
         return result
     result.status = RAN
+    known = known_failures(worker, version, profile)
     for name in names:
         scenario = load_scenario(name)
         result.comparisons.append(compare(scenario, snakepit_side(scenario, run.events),
-                                          functools.partial(emulator_side, scenario, profile, timeout_scale)))
+                                          functools.partial(emulator_side, scenario, profile, timeout_scale), known))
     result.comparisons.sort(key=lambda c: c.scenario)
     return result
 
@@ -153,7 +165,8 @@ def summary(result: TierResult, out: TextIO) -> None:
                     print("    " + line.replace("\n", "\n    "), file=out)
     counts = result.counts()
     print(f"e2e: Snakepit {result.version}, worker {result.worker}: {len(result.comparisons)} scenarios, "
-          f"{counts[AGREE]} agree, {counts[DIVERGE]} diverge, {counts[UNJUDGED]} unjudged, {counts[NOT_RUN]} not run",
+          f"{counts[AGREE]} agree, {counts[DIVERGE]} diverge, {counts[UNJUDGED]} unjudged, {counts[NOT_RUN]} not run, "
+          f"{counts[KNOWN]} known worker failures",
           file=out)
 
 
