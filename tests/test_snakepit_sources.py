@@ -1,8 +1,8 @@
 """Self-tests of our record of Snakepit's behaviour (contract_tests/snakepit_sources.toml, docs/snakepit/).
 
 Every clause rests on entries that exist, every anchor cited anywhere exists, the generated docs are up to date,
-and `sources-check` confirms the citations against Snakepit's tagged sources when they are at hand (and fails on
-a wrong line range).
+nothing in the repository points at a document outside it, and `sources-check` confirms the citations against
+Snakepit's tagged sources when they are at hand (and fails on a wrong line range).
 """
 
 from __future__ import annotations
@@ -87,6 +87,34 @@ def _anchors_in_toml(data: object) -> set[str]:
         for item in data:
             found |= _anchors_in_toml(item)
     return found
+
+
+# Citations of a document that is not in this repository: the background notes this kit was first written from,
+# a path outside the checkout, or section numbers ("§2.7", "facts §3") of such a document. The only numbered
+# document here is docs/contract.md (sections "## 1." ... "## N.", no subsections): a "§N" is one of its
+# sections only in a file that names docs/contract.md (or "contract §"), and N is one of them.
+_OUTSIDE = re.compile(r"\.\./shared|/work/shared|snakepit-facts|facts §")
+_SECTION = re.compile(r"§\s?(\d+)(\.\d)?")
+_CONTRACT_SECTIONS = {m.group(1) for m in re.finditer(r"^## (\d+)\.", (ROOT / "docs" / "contract.md").read_text(
+    encoding="utf-8"), re.MULTILINE)}
+
+
+def _cites_outside(path: Path, text: str, line: str) -> bool:
+    if _OUTSIDE.search(line):
+        return True
+    names_contract = path.name == "contract.md" or "contract.md" in text or "contract §" in text
+    return any(m.group(2) or m.group(1) not in _CONTRACT_SECTIONS or not names_contract
+               for m in _SECTION.finditer(line))
+
+
+def test_nothing_refers_to_a_document_outside_the_repository() -> None:
+    """Ensure every citation in code, data and docs points into the repository (docs/snakepit/) or at Snakepit."""
+    offenders = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+                 for path in _tracked_text_files() if path.resolve() != Path(__file__).resolve()
+                 for text in [path.read_text(encoding="utf-8", errors="replace")]
+                 for number, line in enumerate(text.splitlines(), 1)
+                 if _cites_outside(path, text, line)]
+    assert not offenders, "citations of documents outside the repository:\n" + "\n".join(offenders)
 
 
 def test_generated_docs_are_up_to_date() -> None:
