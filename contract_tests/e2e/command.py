@@ -13,7 +13,7 @@ from typing import TextIO
 
 from contract_tests.e2e.compare import DIVERGE, UNJUDGED
 from contract_tests.e2e.live import WORKERS
-from contract_tests.e2e.sources import VERSIONS
+from contract_tests.e2e.sources import NEWEST, VERSIONS
 from contract_tests.e2e.tier import RAN, run_tier, summary, write_json
 
 EXIT_AGREE, EXIT_DIVERGE, EXIT_NOT_RUN, EXIT_USAGE = 0, 1, 2, 3
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.snakepit_sources is not None and not args.snakepit_sources.is_dir():
         sys.stderr.write(f"snakepit-contract: --snakepit-sources {args.snakepit_sources} is not a directory\n")
         return EXIT_USAGE
-    version = args.snakepit_version or VERSIONS[0]
+    version = args.snakepit_version or NEWEST
     if version not in VERSIONS:
         sys.stderr.write(f"snakepit-contract: --e2e builds Snakepit {', '.join(VERSIONS)}, not {version!r}\n")
         return EXIT_USAGE
