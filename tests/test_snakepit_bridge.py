@@ -85,7 +85,8 @@ def test_suite_on_snakepits_own_bridge(version: str, tmp_path: Path) -> None:
                     "see fixtures/workers/snakepit_bridge/README.md")
     baseline = BASELINES / f"{version}.toml"
     assert baseline.is_file(), f"no expected-failure list for {version}: {baseline}"
-    env = {**os.environ, "PYTHONPATH": str(ADAPTER_DIR)}
+    path = os.pathsep.join(p for p in (str(ADAPTER_DIR), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
     command = f"{python} {server} --adapter contract_adapter.ContractAdapter"
     report_dir = tmp_path / "report"
     done = subprocess.run(
