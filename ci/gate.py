@@ -43,10 +43,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gate.sh", description=__doc__.splitlines()[0],
         epilog="Options after -- go to `snakepit-contract run` unchanged, e.g. -- --only 'TOOL-*' --timeout-scale 2.")
-    target = parser.add_mutually_exclusive_group(required=True)
+    target = parser.add_mutually_exclusive_group()
     target.add_argument("--worker-cmd", help="The worker's command line, shell-quoted, as Snakepit would start it")
     target.add_argument("--worker-image", help="The worker's container image")
     parser.add_argument("--profile", default="snakepit-0.13", help="snakepit-0.13 (default), snakepit-0.6 or all")
+    parser.add_argument("--snakepit-version",
+                        help="Snakepit release(s) instead of --profile: X.Y.Z, or a range FIRST..LAST judged as a "
+                             "compatibility matrix (one run per distinct rule set)")
+    parser.add_argument("--plan", metavar="RANGE",
+                        help="Only print, as a JSON list, the release to run for each distinct rule set of RANGE "
+                             "(a CI job matrix); nothing is installed or run")
+    parser.add_argument("--merge", type=Path, metavar="DIR",
+                        help="Instead of running the suite, merge the per-release reports in DIR's subdirectories "
+                             "(parallel CI jobs) into one matrix for --snakepit-version")
     parser.add_argument("--level", default="must", help="must (default), should or all")
     parser.add_argument("--baseline", type=Path,
                         help=f"Known failures (TOML); default: {DEFAULT_BASELINE} when that file exists")
@@ -130,9 +139,34 @@ def _baseline(args: argparse.Namespace) -> Path | None:
     return DEFAULT_BASELINE if DEFAULT_BASELINE.is_file() else None
 
 
+def plan(selection: str) -> list[str]:
+    """The release each parallel job runs for a range: one per distinct rule set (stdlib only, from this checkout)."""
+    root = _own_checkout()
+    if root is None:
+        raise GateProblem("--plan needs this script inside its snakepit-contract checkout", EXIT_USAGE)
+    sys.path.insert(0, str(root))
+    from contract_tests.profiles import distinct_rule_sets, select_releases
+
+    try:
+        return [group[-1].snakepit_version for group in distinct_rule_sets(select_releases(selection))]
+    except ValueError as err:
+        raise GateProblem(str(err), EXIT_USAGE) from None
+
+
+def merge_argv(args: argparse.Namespace, cli: Path) -> list[str]:
+    """The `snakepit-contract merge` command line: every subdirectory of --merge with a report is one run."""
+    runs = sorted(str(d) for d in args.merge.iterdir() if (d / "conformance.json").is_file()) \
+        if args.merge.is_dir() else []
+    if not runs:
+        raise GateProblem(f"--merge {args.merge}: no subdirectory holds a conformance.json", EXIT_USAGE)
+    return [str(cli), "merge", "--snakepit-version", args.snakepit_version, "--report-dir", str(args.report_dir),
+            *runs]
+
+
 def run_argv(args: argparse.Namespace, cli: Path, baseline: Path | None) -> list[str]:
     """The `snakepit-contract run` command line the gate executes."""
-    argv = [str(cli), "run", "--profile", args.profile, "--level", args.level, "--report-dir", str(args.report_dir)]
+    release = ["--snakepit-version", args.snakepit_version] if args.snakepit_version else ["--profile", args.profile]
+    argv = [str(cli), "run", *release, "--level", args.level, "--report-dir", str(args.report_dir)]
     if args.worker_cmd is not None:
         argv += ["--worker-cmd", args.worker_cmd]
     else:
@@ -192,6 +226,10 @@ def summary(status: int, report_dir: Path | None, baseline: Path | None, cli: Pa
              f"  worker:   {document['worker']['target']} ({document['worker']['kind']})",
              f"  profiles: {', '.join(document['profiles'])}; level: {document['level']}; "
              f"baseline: {baseline or 'none'}"]
+    if "matrix" in document:
+        lines.append(f"  matrix:   {document['matrix']['headline']}")
+        lines += [f"    {r['release']:<8} {r['verdict']:<15} {r['passed']}/{r['judged']}"
+                  for r in document["matrix"]["releases"]]
     bad = [c for c in document["clauses"] if c["judged"] and c["outcome"] not in ("PASS", "SKIP", "XFAIL")]
     lines += [f"  {c['outcome']:<8} {c['id']} [{c['profile']}]  reproduce: {reproducible(c['repro'], cli)}"
               for c in bad]
@@ -225,12 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return 0 if exit_.code == 0 else EXIT_USAGE
     try:
+        if args.plan is not None:
+            print(json.dumps(plan(args.plan)))
+            return 0
+        if args.merge is None and args.worker_cmd is None and args.worker_image is None:
+            raise GateProblem("give the worker: --worker-cmd or --worker-image (or --merge DIR)", EXIT_USAGE)
+        if args.merge is not None and not args.snakepit_version:
+            raise GateProblem("--merge needs --snakepit-version, the releases of the matrix", EXIT_USAGE)
         cli = _kit_cli(args)
+        baseline = _baseline(args)
+        command = merge_argv(args, cli) if args.merge is not None else run_argv(args, cli, baseline)
     except GateProblem as problem:
         print(f"gate: {problem}", file=sys.stderr)
         return problem.status
-    baseline = _baseline(args)
-    command = run_argv(args, cli, baseline)
     print("gate: " + shlex.join(command), flush=True)
     before = _report_stamp(args.report_dir)
     status = _run(command)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import os
 import pkgutil
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import textwrap
 from collections import Counter
@@ -36,11 +38,13 @@ from contract_tests.profiles import (
     PROFILES,
     RULES,
     Profile,
+    distinct_rule_sets,
     explain_condition,
     release_span,
     select_releases,
     span_text,
 )
+from contract_tests.report import matrix
 from contract_tests.report.extras import ReportExtras, ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
 from contract_tests.report.terminal import Progress
@@ -98,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--profile", help="Only clauses of this profile: snakepit-0.6, snakepit-0.13 or all "
                                            "(default: all)")
     listing.add_argument("--snakepit-version", help="Show which clauses apply to this release (X.Y.Z) and why")
+    merging = sub.add_parser("merge", help="Merge per-release report directories into one compatibility matrix")
+    merging.add_argument("--snakepit-version", required=True,
+                         help="The releases of the matrix, e.g. 0.6.0..0.13.0; each is judged by a merged run of a "
+                              "release with the same rules")
+    merging.add_argument("--report-dir", type=Path, default=Path("conformance-report"),
+                         help="Where the matrix report goes (default: ./conformance-report)")
+    merging.add_argument("runs", nargs="+", type=Path, help="Report directories of `run --snakepit-version X.Y.Z`")
+    planning = sub.add_parser("releases", help="The distinct rule sets of some releases: which release runs for each")
+    planning.add_argument("--snakepit-version", default="..", help="Releases (default: all, 0.6.0..0.13.0)")
+    planning.add_argument("--json", action="store_true", help="Print only the releases to run, as a JSON list (CI)")
     explain = sub.add_parser("explain", help="Print a clause's requirement, its checks and how to reproduce it")
     explain.add_argument("clause", help="Clause id, e.g. PROC-010")
     explain.add_argument("--worker-cmd", help="Worker command to put in the reproduce line")
@@ -114,8 +128,9 @@ def _release_options(command: argparse.ArgumentParser) -> None:
     releases = command.add_mutually_exclusive_group()
     releases.add_argument("--profile", help="snakepit-0.6 (= release 0.6.0), snakepit-0.13 (= 0.13.0) or all (both)")
     releases.add_argument("--snakepit-version",
-                          help="Snakepit release(s) whose rules judge the worker: X.Y.Z (0.6.0 … 0.13.0), "
-                               "comma-separated, or FIRST..LAST (default: the newest release)")
+                          help="Snakepit release(s) whose rules judge the worker: X.Y.Z (0.6.0 … 0.13.0) or "
+                               "comma-separated (default: the newest release); a range FIRST..LAST writes a "
+                               "compatibility matrix, one run per distinct rule set")
 
 
 def _selection(args: argparse.Namespace) -> str:
@@ -237,6 +252,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageProblem(str(problem)) from None
     if args.list:
         return _dry_run(args, out)
+    if args.snakepit_version and ".." in args.snakepit_version:
+        return _matrix(args, out)
     if args.worker_address is not None and (why := _unreachable(args)) is not None:
         print(f"snakepit-contract: no verdict (exit {EXIT_HARNESS}): {why}; is the worker running and serving "
               "snakepit.bridge.BridgeService there?", file=out)
@@ -263,6 +280,60 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     print(f"snakepit-contract: {verdict.name.replace('_', ' ')} (exit {verdict.value}); "
           f"report in {args.report_dir}", file=out)
     return verdict.value
+
+
+def _matrix(args: argparse.Namespace, out: TextIO) -> int:
+    """One run per distinct rule set of the range, each in DIR/releases/X.Y.Z, then the merged matrix in DIR."""
+    releases = _releases(args.snakepit_version)
+    groups = distinct_rule_sets(releases)
+    print(f"snakepit-contract: {len(releases)} releases, {len(groups)} distinct rule sets: "
+          + "; ".join(f"{g[-1].snakepit_version} for {span_text(release_span(g))}" for g in groups), file=out)
+    passthrough = [arg for option in ("worker_cmd", "worker_image", "worker_address", "only", "skip", "timeout_scale",
+                                      "baseline", "mutation_score", "bench_results")
+                   if getattr(args, option) is not None
+                   for arg in (f"--{option.replace('_', '-')}", str(getattr(args, option)))]
+    run_dirs = []
+    for release in matrix.representatives(releases):
+        run_dir = args.report_dir / "releases" / release.snakepit_version
+        print(f"snakepit-contract: judging at Snakepit {release.snakepit_version} -> {run_dir}", file=out, flush=True)
+        code = subprocess.call([sys.executable, "-m", "contract_tests.cli", "run", "--snakepit-version",
+                                release.snakepit_version, "--level", args.level, "-n", args.numprocesses,
+                                "--report-dir", str(run_dir), *passthrough, *args.pytest_args])
+        if code == EXIT_USAGE or not (run_dir / "conformance.json").is_file():
+            print(f"snakepit-contract: the run at {release.snakepit_version} wrote no report (exit {code})", file=out)
+            return EXIT_USAGE if code == EXIT_USAGE else EXIT_HARNESS
+        run_dirs.append(run_dir)
+    return _write_matrix(releases, run_dirs, args.report_dir, out)
+
+
+def _write_matrix(releases: Sequence[Profile], run_dirs: Sequence[Path], report_dir: Path, out: TextIO) -> int:
+    """Merge the runs into the matrix report; print one line per release and the headline."""
+    try:
+        doc = matrix.merge(releases, run_dirs, report_dir)
+    except matrix.MatrixError as err:
+        raise UsageProblem(str(err)) from None
+    for row in doc["matrix"]["releases"]:
+        areas = " ".join(f"{a}={v}" for a, v in row["areas"].items())
+        print(f"  {row['release']:<8} {row['verdict']:<15} {row['passed']:>3}/{row['judged']:<3} {areas}", file=out)
+    print(f"snakepit-contract: {doc['matrix']['headline']} (exit {doc['verdict']['exit_status']}); "
+          f"matrix in {report_dir}", file=out)
+    status: int = doc["verdict"]["exit_status"]
+    return status
+
+
+def _merge(args: argparse.Namespace, out: TextIO) -> int:
+    return _write_matrix(_releases(args.snakepit_version), args.runs, args.report_dir, out)
+
+
+def _plan_releases(args: argparse.Namespace, out: TextIO) -> int:
+    """Which release runs for each distinct rule set: a list for people, a JSON list for a CI matrix."""
+    groups = distinct_rule_sets(_releases(args.snakepit_version))
+    if args.json:
+        print(json.dumps([g[-1].snakepit_version for g in groups]), file=out)
+        return EXIT_CONFORMANT
+    for group in groups:
+        print(f"{group[-1].snakepit_version:<8} judges {span_text(release_span(group))}", file=out)
+    return EXIT_CONFORMANT
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
@@ -378,7 +449,8 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
-    "run": _run, "list": _list, "explain": _explain, "sources-check": _sources_check, "bench": bench_command.run}
+    "run": _run, "list": _list, "explain": _explain, "sources-check": _sources_check, "bench": bench_command.run,
+    "merge": _merge, "releases": _plan_releases}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -198,3 +198,30 @@ def test_reproduce_lines_name_the_cli_the_gate_ran(tmp_path: Path, monkeypatch: 
                                             "'node index.js'"
     monkeypatch.setenv("PATH", str(cli.parent))
     assert gate.reproducible(repro, cli) == repro
+
+
+def test_plan_prints_one_release_per_distinct_rule_set() -> None:
+    """Ensure `gate.sh --plan RANGE` gives a CI job matrix (one release per rule set) without installing anything."""
+    done = subprocess.run(["bash", str(GATE), "--plan", "0.9.0..0.13.0"], env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout) == ["0.9.0", "0.9.1", "0.12.0", "0.13.0"]
+    bad = subprocess.run(["bash", str(GATE), "--plan", "0.99.0"], env=_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 3 and "known releases" in bad.stderr
+
+
+def test_parallel_release_jobs_merge_into_one_matrix(tmp_path: Path) -> None:
+    """Ensure per-release gate runs (the workflow's parallel jobs) merge through the gate into one matrix whose
+    summary carries the headline, and that the gate passes --snakepit-version on to the CLI."""
+    old_bridge = shlex.join([sys.executable, str(ROOT / "tests" / "data" / "pre_instance_flags_worker.py")])
+    for release in ("0.9.1", "0.12.0"):
+        status, output = _gate(tmp_path, "--worker-cmd", old_bridge, "--snakepit-version", release,
+                               "--report-dir", f"runs/{release}", "--", "--only", "PROC-001", "-n", "0")
+        assert status == (0 if release == "0.9.1" else 1), output[-2000:]
+    status, output = _gate(tmp_path, "--merge", "runs", "--snakepit-version", "0.9.1..0.12.0",
+                           "--report-dir", "matrix")
+    assert status == 1, output[-2000:]
+    assert "matrix:   conformant with Snakepit 0.9.1" in output
+    assert "conformant with Snakepit 0.9.1" in (tmp_path / "summary.md").read_text()
+    assert gate.main(["--merge", str(tmp_path / "nothing"), "--snakepit-version", "0.9.1"]) == 3
+    assert gate.main(["--merge", str(tmp_path / "runs")]) == 3

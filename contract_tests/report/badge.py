@@ -31,7 +31,11 @@ def texts(report: RunReport) -> tuple[str, str, str]:
 
 
 def render(report: RunReport) -> str:
-    label, message, colour = texts(report)
+    return draw(*texts(report))
+
+
+def draw(label: str, message: str, colour: str) -> str:
+    """The badge's SVG: label on grey, message on the colour."""
     left, right = _width(label), _width(message)
     total = left + right
     title = escape(f"{label}: {message}")
