@@ -150,9 +150,10 @@ class WorkerSpec:
         if self.profile.sets_process_group_env:
             env["SNAKEPIT_PROCESS_GROUP"] = "1"
             env["VECLIB_MAXIMUM_THREADS"] = "1"
+        if self.profile.sets_log_level_env:
             env["SNAKEPIT_LOG_LEVEL"] = "error"
-            if self.image is None:  # inside an image the interpreter is the image's business
-                env["SNAKEPIT_PYTHON"] = shutil.which(self.command[0]) or self.command[0]
+        if self.profile.sets_python_env and self.image is None:  # inside an image the interpreter is its business
+            env["SNAKEPIT_PYTHON"] = shutil.which(self.command[0]) or self.command[0]
         if self.profile.heartbeat:
             config = {
                 "enabled": True,

@@ -44,6 +44,8 @@ class Profile:
     fixed_session_id: str | None  # "default_session" on the wire, or None: the worker's own session
     sends_instance_flags: bool
     sets_process_group_env: bool
+    sets_log_level_env: bool  # SNAKEPIT_LOG_LEVEL=error in the worker's environment
+    sets_python_env: bool  # SNAKEPIT_PYTHON (the interpreter) in the worker's environment
     initializes_worker_session: bool
     opens_telemetry_stream: bool
     telemetry_open_timeout_s: float  # inf: opened with timeout :infinity
