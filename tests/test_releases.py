@@ -158,3 +158,20 @@ def test_no_module_outside_the_rules_table_parses_a_version() -> None:
         if pattern.search(line)
     ]
     assert not offenders, offenders
+
+
+# Boundaries the docs/snakepit entries do not split an era at yet (the entry covers the rule's first value only).
+ENTRY_GAPS = {("sets_log_level_env", "0.8.1"), ("queue_timeout_s", "0.8.8"), ("reconcile_interval_s", "0.9.1"),
+              ("health_check_timeout_s", "0.13.0")}
+
+
+def test_each_boundary_starts_an_era_of_an_entry_it_rests_on() -> None:
+    """Ensure the rules table and docs/snakepit agree on where behaviour changes: each boundary is the start of an
+    era of one of the entries the rule rests on (the listed gaps excepted, and each gap is still one)."""
+    entries = load_entries()
+    missing = set()
+    for name, rule in TABLE.rules.items():
+        for row in rule.rows[1:]:
+            if row.since not in {str(era.since) for anchor in rule.rests_on for era in entries[anchor].eras}:
+                missing.add((name, row.since))
+    assert missing == ENTRY_GAPS
