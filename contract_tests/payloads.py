@@ -17,3 +17,10 @@ def json_values() -> dict[str, Any]:
     values: dict[str, Any] = json.loads((PAYLOAD_DIR / "json_values.json").read_text())
     values.pop("_comment")
     return values
+
+
+@cache
+def catalogue_cases() -> list[dict[str, Any]]:
+    """How the contract tools answer beside their main use: invalid parameters, defaults, the less used tools."""
+    cases: list[dict[str, Any]] = json.loads((PAYLOAD_DIR / "catalogue_cases.json").read_text())["cases"]
+    return cases

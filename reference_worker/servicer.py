@@ -15,7 +15,7 @@ from contract_tests.proto import snakepit_bridge_pb2 as pb
 from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
 from reference_worker.codec import STRING_VALUE_URL, decode_params, encode_json
 from reference_worker.errors import ToolError, format_error
-from reference_worker.tools import CATALOGUE, STREAMING, UNARY, BinaryResult, Call, Context, WorkerState
+from reference_worker.tools import STREAMING, UNARY, BinaryResult, Call, Context, WorkerState
 
 _LOG = logging.getLogger(__name__)
 # The largest message the server sends or receives; a reply's result and binary_result must fit in it.
@@ -74,9 +74,6 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
         released = self._state.release_session(request.session_id)
         return pb.CleanupSessionResponse(success=True, resources_cleaned=released)
 
-    async def GetSession(self, request: pb.GetSessionRequest, context: Context) -> pb.GetSessionResponse:
-        return pb.GetSessionResponse(session_id=request.session_id, tool_count=len(CATALOGUE))
-
     async def ExecuteTool(self, request: pb.ExecuteToolRequest, context: Context) -> pb.ExecuteToolResponse:
         state = self._state
         state.call_count += 1
@@ -102,8 +99,6 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
                 # Sent anyway, gRPC would fail the call with RESOURCE_EXHAUSTED and log a traceback.
                 raise ToolError("ResultTooLarge", f"the result is {len(result.value) + len(data)} bytes; this worker "
                                 f"sends at most {MAX_REPLY_BYTES} bytes in one reply")
-        except grpc.aio.AbortError:
-            raise
         except Exception as exc:
             return pb.ExecuteToolResponse(
                 success=False,
@@ -145,8 +140,6 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
                 sent += 1
                 state.stream_chunks_produced += 1
                 yield pb.ToolChunk(chunk_id=f"{name}-{sent}", data=encode_json(value))
-        except grpc.aio.AbortError:
-            raise
         except Exception as exc:
             await context.abort(grpc.StatusCode.INTERNAL, self._error_message(_as_tool_error(exc), request))
         finally:

@@ -222,6 +222,20 @@ def test_exits_when_elixir_side_disappears(
     expect(not worker.events, "how the worker ended", "by itself", "; ".join(worker.events))
 
 
+@clause("PROC-018")
+def test_independent_worker_outlives_elixir(launch: Launch, profile: Profile, contract_settings: Settings) -> None:
+    # Misses counted fast; `jitter_ms`, a key Snakepit's own bridge reads, is one the worker may not know.
+    config = {"interval_ms": 300, "timeout_ms": 500, "max_missed_heartbeats": 2, "dependent": False, "jitter_ms": 0}
+    with HostEmulator(profile) as own_host:
+        worker = _started(launch, on_host=own_host, heartbeat_config=config)
+        time.sleep(1.0)  # its first Heartbeats answered
+        worker.detach_snakepit_side()
+    watch = 4.0 * contract_settings.timeout_scale  # many times the 2 misses of 0.3 s a dependent worker waits
+    status = worker.wait_exit(watch)
+    expect(status is None, "a worker with dependent=false after the Elixir side disappeared",
+           f"still running {watch:.0f} s later (it only logs)", f"exit status {status}")
+
+
 @clause("PROC-014")
 def test_exits_on_stdin_eof(launch: Launch, contract_settings: Settings) -> None:
     worker = _started(launch)

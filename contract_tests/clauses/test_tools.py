@@ -6,17 +6,19 @@ import hashlib
 import json
 import pickle
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf import any_pb2
 
 from contract_tests.clause import clause, requires_tools
 from contract_tests.client import WorkerClient
 from contract_tests.codec import STRING_VALUE_TYPE_URL, ToolReply, encode_json, is_json
 from contract_tests.errors import ContractViolation, expect
-from contract_tests.payloads import json_values
+from contract_tests.payloads import catalogue_cases, json_values
 from contract_tests.profiles import Profile
 
 MIB = 1024 * 1024
@@ -226,18 +228,31 @@ def test_execute_without_initialize_session(client: WorkerClient, profile: Profi
     expect(got == {"fresh": True}, "echo result", '{"fresh": true}', got)
 
 
+# Parameters a worker cannot take as JSON: each must give success=false (TOOL-019). Jason rejects NaN too.
+UNDECODABLE = {"not JSON": b"{not json", "NaN": b"NaN", "not UTF-8": b"\"\xff\xfe\""}
+# Valid JSON nested deeper than many decoders go: decoded or refused, it must get an answer, never a crash.
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
 @clause("TOOL-019")
 @requires_tools("contract.echo")
 def test_invalid_json_parameter(client: WorkerClient) -> None:
+    for what, text in UNDECODABLE.items():
+        request, headers = client.tool_request("contract.echo")
+        request.parameters["broken"].CopyFrom(any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=text))
+        try:
+            reply = client.execute_request(request, headers)
+        except grpc.RpcError as err:
+            raise ContractViolation(f"{what} parameter", "status OK, success=false", err.code().name) from err
+        _expect_application_error(reply, f"{what} parameter")
     request, headers = client.tool_request("contract.echo")
-    request.parameters["broken"].CopyFrom(any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=b"{not json"))
+    request.parameters["deep"].CopyFrom(any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=DEEP))
     try:
-        reply = client.execute_request(request, headers)
+        client.execute_request(request, headers)
     except grpc.RpcError as err:
-        raise ContractViolation("non-JSON parameter", "status OK, success=false", err.code().name) from err
-    _expect_application_error(reply, "non-JSON parameter")
+        raise ContractViolation("a parameter of JSON nested 100,000 deep", "status OK (success either way)",
+                                err.code().name) from err
     client.ping("after-invalid-json")
-
 
 
 @clause("TOOL-020")
@@ -245,3 +260,43 @@ def test_unknown_tool_error_is_structured_json(client: WorkerClient) -> None:
     reply = client.execute("contract.no-such-tool", {})
     expect(not reply.ok and reply.error is not None and reply.error.structured, "error_message of an unknown tool",
            '{"type": "...", "message": "...", ...}', reply.response.error_message[:200])
+
+
+@clause("TOOL-021")
+def test_catalogue_tools_answer_as_specified(client: WorkerClient, catalogue: frozenset[str] | str,
+                                             profile: Profile) -> None:
+    if isinstance(catalogue, str):
+        pytest.skip(f"capability: {catalogue}")
+    cases = [case for case in catalogue_cases() if case["tool"] in catalogue]
+    if not cases:
+        pytest.skip("capability: worker implements none of the tools the cases use")
+    session = f"catalogue-{uuid.uuid4().hex[:8]}"
+    for number, case in enumerate(cases, 1):
+        params = {**case["params"], **({"session_id": session} if case.get("in_session") else {})}
+        what = f"case {number}: {case['tool']} {json.dumps(case['params'])}{' streamed' if case.get('stream') else ''}"
+        if case.get("stream"):
+            result = client.stream(case["tool"], params, timeout=10)
+            got = [json.loads(c.data) for c in result.payload_chunks]
+            expect(result.code is grpc.StatusCode.OK and got == case["chunks"], what,
+                   f"status OK, payload chunks {case['chunks']}", f"{result.code.name}, {got}")
+            continue
+        reply = client.execute(case["tool"], params, timeout=10)
+        if "error_type" in case:
+            _expect_application_error(reply, what)
+            assert reply.error is not None
+            if profile.json_errors:
+                expect(reply.error.type == case["error_type"], f"{what}: error type", case["error_type"],
+                       reply.response.error_message[:200])
+            if "error_message" in case:
+                expect(case["error_message"] in reply.error.raw, f"{what}: error message", case["error_message"],
+                       reply.response.error_message[:200])
+            continue
+        expect(reply.ok, what, "success", reply.error.raw if reply.error else reply.value)
+        if "result" in case:
+            expect(reply.value == case["result"], what, case["result"], reply.value)
+        for key, value in case.get("result_fields", {}).items():
+            expect(isinstance(reply.value, dict) and reply.value.get(key) == value, f"{what}: {key}", value,
+                   reply.value)
+        if "binary_result" in case:
+            expect(reply.response.binary_result == case["binary_result"].encode(), f"{what}: binary_result",
+                   case["binary_result"], reply.response.binary_result[:40])
