@@ -277,9 +277,12 @@ def pytest_runtest_makereport(
     return report
 
 
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+def pytest_report_teststatus(
+    report: pytest.TestReport | pytest.CollectReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
     """pytest's own tally (its last line) says what the suite means: not applicable and not run, not "skipped"."""
-    props = dict(report.user_properties)
+    # A module skipped at collection reaches this hook as a CollectReport (under xdist), with no user properties.
+    props = dict(getattr(report, "user_properties", ()))
     if not report.skipped or "outcome" not in props:
         return None
     if str(props["reason"]).startswith(NOT_APPLICABLE_PREFIX):

@@ -244,3 +244,15 @@ def test_missing_worker_executable_is_a_usage_error(tmp_path: Path) -> None:
     """Ensure a worker command that cannot run stops the run at once with the usage code."""
     code, _, document = _run("--worker-cmd", "/nonexistent/worker --flag", report_dir=tmp_path)
     assert (code, document) == (cli.EXIT_USAGE, {})
+
+
+def test_a_module_skipped_at_collection_does_not_break_the_tally(pytester: pytest.Pytester) -> None:
+    """A module that skips itself at import (importorskip of a missing extra) reaches the tally, under xdist, as a
+    CollectReport without user properties: the run must still end with its counts, not an INTERNALERROR."""
+    pytester.makepyfile(test_needs_extra="""
+        import pytest
+        pytest.importorskip("a_module_that_is_not_installed", reason="the extra is missing")
+    """)
+    result = pytester.runpytest_subprocess("-n", "1", "-rs")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*1 skipped*"])
