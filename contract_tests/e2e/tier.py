@@ -99,7 +99,7 @@ def for_release(scenario: Mapping[str, Any], profile: Profile) -> dict[str, Any]
     emulator resolves it, so the runner needs no knowledge of which release expects what."""
     steps = []
     for step in scenario["steps"]:
-        resolved = {key: value for key, value in step.items() if key not in ("expect_by_profile", "expect_when")}
+        resolved = {key: value for key, value in step.items() if key != "expect_when"}
         expect = expectation(step, profile)
         if expect:
             resolved["expect"] = expect
