@@ -15,6 +15,9 @@ defmodule SnakepitContractE2E.Pool do
   def start(pool) do
     size = pool["size"]
     Application.put_env(:snakepit, :adapter_module, SnakepitContractE2E.Adapter)
+    # 0.8.0 - 0.8.9 check their own bundled Python bridge at start whenever pooling is on, whatever the adapter
+    # (from 0.9.0 only for GRPCPython pools); the worker under test is not that bridge.
+    Application.put_env(:snakepit, :env_doctor_module, SnakepitContractE2E.EnvDoctor)
     Application.put_env(:snakepit, :pooling_enabled, true)
     Application.put_env(:snakepit, :pool_config, pool_config(pool))
 
