@@ -230,8 +230,12 @@ def test_execute_without_initialize_session(client: WorkerClient, profile: Profi
 
 # Parameters a worker cannot take as JSON: each must give success=false (TOOL-019). Jason rejects NaN too.
 UNDECODABLE = {"not JSON": b"{not json", "NaN": b"NaN", "not UTF-8": b"\"\xff\xfe\""}
-# Valid JSON nested deeper than many decoders go: decoded or refused, it must get an answer, never a crash.
-DEEP = b"[" * 100_000 + b"]" * 100_000
+# Valid JSON that strains a decoder: nested deeper than many go (brackets inside a string, escapes, too), and
+# wide (many sibling arrays). Decoded or refused, each must get an answer, never a crash.
+STRAINING = {
+    "100,000-deep": b'["a \\" ] [ string",' + b"[" * 100_000 + b"]" * 100_001,
+    "1,000-wide": b"[" + b"[]," * 1_000 + b'"[{\\"}]"]',
+}
 
 
 @clause("TOOL-019")
@@ -245,13 +249,14 @@ def test_invalid_json_parameter(client: WorkerClient) -> None:
         except grpc.RpcError as err:
             raise ContractViolation(f"{what} parameter", "status OK, success=false", err.code().name) from err
         _expect_application_error(reply, f"{what} parameter")
-    request, headers = client.tool_request("contract.echo")
-    request.parameters["deep"].CopyFrom(any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=DEEP))
-    try:
-        client.execute_request(request, headers)
-    except grpc.RpcError as err:
-        raise ContractViolation("a parameter of JSON nested 100,000 deep", "status OK (success either way)",
-                                err.code().name) from err
+    for what, text in STRAINING.items():
+        request, headers = client.tool_request("contract.echo")
+        request.parameters["strain"].CopyFrom(any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=text))
+        try:
+            client.execute_request(request, headers)
+        except grpc.RpcError as err:
+            raise ContractViolation(f"a {what} JSON parameter", "status OK (success either way)",
+                                    err.code().name) from err
     client.ping("after-invalid-json")
 
 
