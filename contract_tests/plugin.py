@@ -32,6 +32,7 @@ from contract_tests.profiles import Profile
 from contract_tests.report.model import NOT_APPLICABLE_PREFIX, NOT_RUN_PREFIX, matches
 from contract_tests.settings import SETTINGS, Settings, add_options, resolve_settings
 from contract_tests.verdicts import ATTACHED_CLIENT, TOOLS, WORKERS, clause_of, never_started, profile_of, start_judges
+from contract_tests.visible import visible
 
 # In attach mode a check runs only if every fixture it uses is known to leave the process alone; any other
 # (launch, worker, host, pools, scenarios...) launches, signals or watches a process, or stands in for Elixir.
@@ -241,7 +242,7 @@ def reach(address: str, profile: Profile, timeout_s: float) -> WorkerClient:
     except grpc.RpcError as err:
         client.close()
         _unreachable[address, profile.name] = why = (
-            f"cannot reach the worker at {address}: Ping failed with {err.code().name} {err.details()}")
+            f"cannot reach the worker at {address}: Ping failed with {err.code().name} {visible(str(err.details()))}")
         raise WorkerUnreachable(why) from None
     return client
 

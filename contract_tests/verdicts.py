@@ -255,6 +255,8 @@ def pytest_runtest_makereport(
         outcome, reason = Outcome.ERROR, (f"{stopped}; {found.id} could not be judged on it "
                                           f"(RPC-002 judges heartbeats). The check saw: {reason}")
     reason = visible(reason)
+    if report.failed and (text := report.longreprtext) != visible(text):
+        report.longrepr = visible(text)  # pytest prints this block: a worker's escape sequences stay visible text
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, WorkerStartError) and error.unstartable and outcome is Outcome.NOT_RUN \
             and profile_name not in _START_FAILURES_SHOWN:

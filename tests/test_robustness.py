@@ -317,3 +317,16 @@ def test_a_handshake_ping_that_fails_is_rpc_001s_failure(tmp_path: Path) -> None
     assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
     assert _outcomes(document) == {("RPC-001", "snakepit-0.13"): "FAIL", ("PROC-001", "snakepit-0.13"): "FAIL",
                                    ("TOOL-004", "snakepit-0.13"): "NOT-RUN"}
+
+
+def test_escape_sequences_in_a_workers_answers_are_shown_escaped(tmp_path: Path) -> None:
+    """Ensure escape sequences in what a worker answers (an error message) reach neither the terminal nor a report
+    raw, while the failure still shows them, escaped."""
+    code, output, _, document = _run("--worker-cmd", _worker("escapes_in_errors.py"), "-n", "0",
+                                     "--only", "TOOL-020", tmp_path=tmp_path)
+    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert "\x1b" not in output and "\x07" not in output and "\\x1b]0;owned\\x07" in output
+    for name in ("conformance.md", "conformance.html", "conformance.json", "junit.xml"):
+        text = (tmp_path / "conformance-report" / name).read_text()
+        assert "\x1b" not in text and "\x07" not in text, name
+    assert "\\x1b[1;31mToolNotFound" in document["clauses"][0]["reason"]
