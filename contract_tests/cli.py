@@ -202,9 +202,9 @@ def _unreachable(args: argparse.Namespace) -> str | None:
         scale = float(args.timeout_scale) if args.timeout_scale else 1.0
     except (pytest.UsageError, ValueError):
         return None  # a bad value: the suite's own validation says what is wrong, as a usage error
-    for name in _profiles(args.profile):
+    for release in _releases(_selection(args)):
         try:
-            reach(str(address), PROFILES[name], timeout_s=10 * scale).close()
+            reach(str(address), release, timeout_s=10 * scale).close()
         except WorkerUnreachable as err:
             return str(err)
     return None

@@ -78,7 +78,10 @@ def test_unstartable_worker_is_judged_once_in_seconds(tmp_path: Path) -> None:
     code, output, seconds, document = _run("--worker-cmd", _worker("exits_at_once.py"), "--profile", "all",
                                            tmp_path=tmp_path)
     assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
-    assert seconds < 20, f"{seconds:.1f} s"
+    # No check waits for a start that cannot come: one launch per profile and process, then NOT-RUN at once
+    # (about 8 s in all on an idle machine; the bound leaves room for a loaded one, the old way took minutes).
+    assert sum(c["duration_s"] for c in document["clauses"] if c["outcome"] == "NOT-RUN") < 10
+    assert seconds < 60, f"{seconds:.1f} s"
     outcomes = _outcomes(document)
     assert {k for k, v in outcomes.items() if v == "FAIL"} == {("PROC-001", "snakepit-0.6"),
                                                                ("PROC-001", "snakepit-0.13")}
@@ -186,12 +189,12 @@ def test_report_dir_that_cannot_be_written_is_a_usage_error(where: str, tmp_path
     if where == "under-a-file":
         (tmp_path / "file").write_text("")
         where = str(tmp_path / "file" / "report")
-    code, output, seconds, _ = _run("--report-dir", where, tmp_path=tmp_path)
+    code, output, _, _ = _run("--report-dir", where, tmp_path=tmp_path)
     assert code == cli.EXIT_USAGE
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"ERROR: Invalid report directory {where!r} from --report-dir: "
                                                    "cannot write there ("), output
-    assert seconds < 10
+    assert not _owned_by_dead_or_me(tmp_path)  # no worker was launched
 
 
 def test_report_that_cannot_be_written_after_the_run_is_no_verdict(tmp_path: Path) -> None:
@@ -227,13 +230,38 @@ def test_a_sigkilled_run_leaves_nothing_after_the_next_run_starts(tmp_path: Path
     assert survivors and _owned_by_dead_or_me(tmp_path), "the SIGKILL left nothing: this test proves nothing"
     code, output, _, _ = _run("--only", "TOOL-004", "-n", "0", tmp_path=tmp_path)
     assert code == cli.EXIT_CONFORMANT, output[-3000:]
-    assert re.search(r"snakepit-contract: swept what earlier runs that died left behind: killed [1-9]\d* worker "
-                     r"process\(es\) \([\d, ]+\); removed [1-9]\d* temp folder\(s\)", output), output
+    # The folders are under this test's TMPDIR, so only this run sees them; another run on the machine may kill
+    # the orphaned workers first (their owner is dead to every run), so this one may or may not name them.
+    assert re.search(r"snakepit-contract: swept what earlier runs that died left behind: (killed [1-9]\d* worker "
+                     r"process\(es\) \([\d, ]+\); )?removed [1-9]\d* temp folder\(s\)", output), output
     deadline = time.monotonic() + 5
     while _processes_running(str(worker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _processes_running(str(worker))
     assert not _owned_by_dead_or_me(tmp_path)
+
+
+def test_sweep_kills_a_worker_whose_owner_is_dead() -> None:
+    """Ensure a process carrying the identity of a dead owner is killed by the sweep, and a live owner's is not."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    env = dict(os.environ)
+    orphan = subprocess.Popen(sleeper, env={**env, ownership.OWNER_ENV: f"{ownership.boot_id()}/{dead.pid}/1"})
+    owned = subprocess.Popen(sleeper, env={**env, ownership.OWNER_ENV: ownership.owner_identity()})
+    try:
+        deadline = time.monotonic() + 10
+        while ownership.OWNER_ENV.encode() not in Path(f"/proc/{orphan.pid}/environ").read_bytes() \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the child's environment is its own, after exec
+        swept = ownership.sweep_dead_runs()
+        # Another run on the machine may sweep the orphan first; either way it is killed, and only it.
+        assert orphan.wait(10) == -signal.SIGKILL
+        assert owned.pid not in swept.pids and owned.poll() is None
+    finally:
+        for proc in (orphan, owned):
+            proc.kill()
+            proc.wait()
 
 
 def test_sweep_spares_a_live_owner(tmp_path: Path) -> None:
