@@ -233,6 +233,8 @@ def _pytest_argv(args: argparse.Namespace) -> list[str]:
             "-q", "-rN", "--snakepit-version" if args.snakepit_version else "--profile", _selection(args),
             "--level", args.level, "-n", args.numprocesses,
             "--report-dir", str(args.report_dir)]
+    if args.numprocesses != "0":
+        argv += ["--dist", "loadgroup"]  # the plugin groups the checks of a shared worker
     for option in ("worker_cmd", "worker_image", "worker_address", "only", "skip", "timeout_scale", "baseline"):
         if getattr(args, option) is not None:
             argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]

@@ -115,6 +115,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if found and selected and settings.worker_address and unsafe:
             item.add_marker(pytest.mark.skip(reason=f"{NOT_RUN_PREFIX}attached to a running worker, and this check "
                                                     f"launches or watches worker processes ({', '.join(unsafe)})"))
+        if found and selected:
+            _group_shared_worker_checks(item)
         in_container = item.get_closest_marker("not_in_container")
         if found and selected and settings.worker_image and in_container:
             item.add_marker(pytest.mark.skip(reason=f"{NOT_RUN_PREFIX}the worker runs in a container: "
@@ -122,6 +124,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+# Fixtures that start or watch workers of their own: a check using one mostly waits, so it runs on any xdist
+# process, alone, next to the others. A check using only the module's shared worker runs with the module's other
+# such checks on one process (--dist loadgroup), so the shared worker starts once per module and profile.
+_OWN_WORKER_FIXTURES = frozenset({"launch", "make_pool", "run_scenario"})
+_SHARED_WORKER_FIXTURES = frozenset({"client", "worker", "shared_worker"})
+
+
+def _group_shared_worker_checks(item: pytest.Item) -> None:
+    used = set(getattr(item, "fixturenames", ()))
+    profile = item.callspec.params.get("profile") if hasattr(item, "callspec") else None
+    if isinstance(profile, Profile) and used & _SHARED_WORKER_FIXTURES and not used & _OWN_WORKER_FIXTURES:
+        item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}-{profile.name}"))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

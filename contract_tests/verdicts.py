@@ -305,6 +305,12 @@ def _evidence(report: pytest.TestReport) -> list[Evidence]:
     return found
 
 
+def _without_group(nodeid: str) -> str:
+    """The test's own id: xdist's loadgroup appends "@<group>" to the ids of grouped tests."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
 class _Collector:
     """Folds phase reports into one record per clause test, on the xdist controller or the only process."""
 
@@ -316,8 +322,8 @@ class _Collector:
         props = dict(report.user_properties)
         if "outcome" not in props:
             return
-        record = self.records.setdefault(
-            report.nodeid, CheckRecord(report.nodeid, str(props["clause"]), str(props["profile"])))
+        nodeid = _without_group(report.nodeid)
+        record = self.records.setdefault(nodeid, CheckRecord(nodeid, str(props["clause"]), str(props["profile"])))
         record.add_phase(report.when, Outcome(props["outcome"]), str(props["reason"]), report.duration,
                          [e for e in _evidence(report) if e.title not in {x.title for x in record.evidence}],
                          getattr(report, "worker_logs", None))
