@@ -12,11 +12,14 @@ not_in_container.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -331,19 +334,40 @@ def _brief(error: ToolError | None) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+@pytest.fixture(scope="session")
+def _shared_run_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist process of this run sees (each has its own basetemp below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(request.config, "workerinput") else base
+
+
 @pytest.fixture(scope="module")
 def catalogue(
-    contract_settings: Settings, profile: Profile, request: pytest.FixtureRequest
+    contract_settings: Settings, profile: Profile, request: pytest.FixtureRequest, _shared_run_dir: Path
 ) -> frozenset[str] | str:
-    """The contract tools the worker implements under this profile, or why none could be listed."""
-    client: WorkerClient | None
+    """The contract tools the worker implements under this profile, or why none could be listed.
+
+    Asked once per profile and run: the first process to need it asks its shared worker and leaves the answer
+    for the others, so a process running only checks with workers of their own starts no shared worker for it.
+    """
     if contract_settings.worker_address is not None:
-        client = request.getfixturevalue("attached_client")
-    else:
+        return _ask_catalogue(request.getfixturevalue("attached_client"), contract_settings)
+    known = _shared_run_dir / f"catalogue-{profile.name}.json"
+    with open(known.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if known.exists():
+            answer = json.loads(known.read_text(encoding="utf-8"))
+            return frozenset(answer) if isinstance(answer, list) else str(answer)
         client = request.getfixturevalue("shared_worker").get().client
-    assert client is not None
+        assert client is not None
+        found = _ask_catalogue(client, contract_settings)
+        known.write_text(json.dumps(sorted(found) if isinstance(found, frozenset) else found), encoding="utf-8")
+        return found
+
+
+def _ask_catalogue(client: WorkerClient, settings: Settings) -> frozenset[str] | str:
     try:
-        reply = client.execute("contract.catalogue", {}, timeout=10 * contract_settings.timeout_scale)
+        reply = client.execute("contract.catalogue", {}, timeout=10 * settings.timeout_scale)
     except grpc.RpcError as err:  # a worker may refuse an unknown tool with a status: it has no catalogue either
         return f"worker does not implement the contract tool catalogue (gRPC {err.code().name}: {err.details()})"
     if not reply.ok:

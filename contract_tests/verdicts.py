@@ -350,7 +350,14 @@ def _build_report(config: pytest.Config, interrupted: bool) -> RunReport:
         only=settings.only, skip=settings.skip, not_selected=chosen.not_selected,
         not_applicable=chosen.not_applicable, results=results, interrupted=interrupted,
         baseline=str(settings.baseline.path) if settings.baseline else None, problems=problems,
+        processes=_processes(config),
     )
+
+
+def _processes(config: pytest.Config) -> int:
+    """How many pytest processes ran checks: xdist's resolved -n, else this one."""
+    count = getattr(config.option, "numprocesses", None)
+    return count if isinstance(count, int) and count > 0 else 1
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

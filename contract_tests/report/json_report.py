@@ -68,7 +68,8 @@ def document(report: RunReport) -> dict[str, Any]:
         "suite": {"name": "snakepit-contract", "version": report.suite_version},
         "started_at": report.started_at.isoformat(timespec="seconds"),
         "finished_at": report.finished_at.isoformat(timespec="seconds"),
-        "duration_s": round((report.finished_at - report.started_at).total_seconds(), 3),
+        "duration_s": report.wall_s,
+        "timing": {"wall_s": report.wall_s, "checks_s": report.checks_s, "processes": report.processes},
         "worker": {
             "kind": report.worker.kind,
             "target": report.worker.target,

@@ -209,6 +209,20 @@ class RunReport:
     # Informational, never part of the verdict (report/extras.py): the suite's mutation score, a bench run.
     mutation_score: dict[str, Any] | None = None
     bench: dict[str, Any] | None = None
+    processes: int = 1  # pytest processes that ran the checks side by side (xdist)
+
+    @property
+    def wall_s(self) -> float:
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
+
+    @property
+    def checks_s(self) -> float:
+        """The checks' own durations added up: above the wall time by as much as they overlapped."""
+        return round(sum(r.duration_s for r in self.results), 3)
+
+    def timing_line(self) -> str:
+        return (f"Wall time {self.wall_s:.1f} s; the checks took {self.checks_s:.1f} s in all, "
+                f"on {self.processes} process{'es' if self.processes != 1 else ''}")
 
     @property
     def judged(self) -> list[ClauseResult]:

@@ -83,6 +83,7 @@ def summary_lines(report: RunReport, report_dir: Path | None) -> list[tuple[str,
             if result not in shared:
                 lines += _detailed(result) if group.key in {"failures", "unjudged", "selfchecks"} else [_brief(result)]
         lines += _tallied(shared)
+    lines.append((report.timing_line(), {}))
     if report_dir is not None:
         lines.append((f"Report: {report_dir / 'conformance.md'} (and .json, .html, junit.xml, badge.svg)", {}))
     return lines
