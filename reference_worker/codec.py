@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 from google.protobuf import any_pb2
@@ -25,28 +26,66 @@ _OPENERS = (ord("["), ord("{"))
 
 # Built once: json.dumps/loads with non-default options construct a codec on every call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once
+_WHITESPACE = " \t\n\r"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# Printable ASCII but the quote and the backslash: a string of only these is its own JSON text between quotes.
+_PLAIN = bytes(b for b in range(0x20, 0x80) if b not in b'"\\')
+_LONG_TEXT = 1 << 16
+
+
+def _encode_str(text: str) -> str:
+    """encode_basestring, with a shortcut for long text that needs no escape (an ASCII scan in C, 5x faster)."""
+    if len(text) >= _LONG_TEXT and text.isascii() and not text.encode("ascii").translate(None, _PLAIN):
+        return '"' + text + '"'
+    return encode_basestring(text)
+
+
+# The C encoder JSONEncoder.encode would build on every call, built once (sort_keys, skipkeys, allow_nan off);
+# its circular-reference markers are emptied after a failed call.
+_MARKERS: dict[int, Any] = {}
+_C_ENCODE = c_make_encoder(_MARKERS, _ENCODER.default, _encode_str, None, ":", ",", False, False, False) \
+    if c_make_encoder is not None else None
 
 
 def decode_params(parameters: Mapping[str, any_pb2.Any]) -> dict[str, Any]:
     """Every `Any.value` is UTF-8 JSON text, whatever its type_url (snakepit: parameter-encoding)."""
     decoded: dict[str, Any] = {}
-    for key, wrapped in parameters.items():
-        if _too_deep(wrapped.value):
+    for key in parameters:  # not .items(): the map's items view is Python code, iterating keys is not
+        text = parameters[key].value
+        if _too_deep(text):
             raise ToolError("InvalidParameters",
                             f"parameter {key!r} nests JSON arrays/objects deeper than {MAX_DEPTH} levels, "
                             "the most this worker accepts")
         try:
-            decoded[key] = _DECODER.decode(wrapped.value.decode("utf-8"))
+            decoded[key] = _decode(text.decode("utf-8"))
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors.
             raise ToolError("InvalidParameters", f"parameter {key!r} is not UTF-8 JSON text: {exc}") from None
     return decoded
+
+
+def _decode(text: str) -> Any:
+    """_DECODER.decode without its whitespace handling in Python when none surrounds the value (the usual case).
+
+    Same scanner, same result; anything else (whitespace around, not JSON, text after the value) goes through
+    decode(), which raises the usual error."""
+    if text and text[0] not in _WHITESPACE and text[-1] not in _WHITESPACE:
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            pass
+        else:
+            if end == len(text):
+                return value
+    return _DECODER.decode(text)
 
 
 def _too_deep(text: bytes) -> bool:
     """Whether arrays and objects nest deeper than MAX_DEPTH in the JSON text (brackets in strings do not count).
 
     Brackets are counted in C first; only text with more opening brackets than the limit is walked byte by byte."""
+    if len(text) <= MAX_DEPTH or (text.find(b"[") < 0 and text.find(b"{") < 0):  # find is memchr: cheap
+        return False
     if text.count(b"[") + text.count(b"{") <= MAX_DEPTH:
         return False
     depth = 0
@@ -72,7 +111,13 @@ def _too_deep(text: bytes) -> bool:
 
 def encode_json(value: Any) -> bytes:
     """Compact UTF-8 JSON; types survive the trip (42 stays 42, None becomes null)."""
-    return _ENCODER.encode(value).encode()
+    if _C_ENCODE is None:
+        return _ENCODER.encode(value).encode()
+    try:
+        return "".join(_C_ENCODE(value, 0)).encode()
+    except BaseException:
+        _MARKERS.clear()
+        raise
 
 
 def json_any(value: Any) -> any_pb2.Any:

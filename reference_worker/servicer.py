@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from contract_tests.proto import snakepit_bridge_pb2 as pb
@@ -94,10 +93,10 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
             data = b""
             if type(value) is BinaryResult:
                 value, data = value
-            result = AnyMessage(type_url=STRING_VALUE_URL, value=encode_json(value))
-            if len(result.value) + len(data) > MAX_REPLY_BYTES:
+            result = encode_json(value)
+            if len(result) + len(data) > MAX_REPLY_BYTES:
                 # Sent anyway, gRPC would fail the call with RESOURCE_EXHAUSTED and log a traceback.
-                raise ToolError("ResultTooLarge", f"the result is {len(result.value) + len(data)} bytes; this worker "
+                raise ToolError("ResultTooLarge", f"the result is {len(result) + len(data)} bytes; this worker "
                                 f"sends at most {MAX_REPLY_BYTES} bytes in one reply")
         except Exception as exc:
             return pb.ExecuteToolResponse(
@@ -105,12 +104,12 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
                 error_message=self._error_message(_as_tool_error(exc), request),
                 execution_time_ms=(time.perf_counter_ns() - started) // 1_000_000,
             )
-        return pb.ExecuteToolResponse(
-            success=True,
-            result=result,
-            binary_result=data,
-            execution_time_ms=(time.perf_counter_ns() - started) // 1_000_000,
-        )
+        # Filled in place: a result message passed to the constructor would be copied, payload and all.
+        reply = pb.ExecuteToolResponse(success=True, binary_result=data)
+        reply.result.type_url = STRING_VALUE_URL
+        reply.result.value = result
+        reply.execution_time_ms = (time.perf_counter_ns() - started) // 1_000_000
+        return reply
 
     async def ExecuteStreamingTool(
         self, request: pb.ExecuteToolRequest, context: Context
