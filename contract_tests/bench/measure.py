@@ -35,6 +35,7 @@ TOOL_FIGURES: dict[str, str] = {
     "p90_us": "contract.echo",
     "p99_us": "contract.echo",
     "calls_per_s": "contract.echo",
+    "cpu_us_per_call": "contract.echo",
     "rss_after_100_mib": "contract.echo",
     "rss_after_n_mib": "contract.echo",
     "rss_growth_mib": "contract.echo",
@@ -42,6 +43,7 @@ TOOL_FIGURES: dict[str, str] = {
     "stream_mb_per_s": "contract.stream",
     "stream_cpu_us_per_chunk": "contract.stream",
     "payload_1mib_mb_per_s": "contract.echo",
+    "payload_1mib_cpu_us_per_call": "contract.echo",
     "payload_50mib_mb_per_s": "contract.echo",
     "pool_calls_per_s": "contract.echo",
 }
@@ -51,6 +53,7 @@ UNITS: dict[str, str] = {
     "p90_us": "µs",
     "p99_us": "µs",
     "calls_per_s": "calls/s",
+    "cpu_us_per_call": "µs",
     "rss_after_100_mib": "MiB",
     "rss_after_n_mib": "MiB",
     "rss_growth_mib": "MiB",
@@ -58,18 +61,19 @@ UNITS: dict[str, str] = {
     "stream_mb_per_s": "MB/s",
     "stream_cpu_us_per_chunk": "µs",
     "payload_1mib_mb_per_s": "MB/s",
+    "payload_1mib_cpu_us_per_call": "µs",
     "payload_50mib_mb_per_s": "MB/s",
     "pool_calls_per_s": "calls/s",
 }
 # Figures where a smaller number is better (the ratio reads "x times slower/bigger").
 LOWER_IS_BETTER = {"spawn_to_ready_ms", "p50_us", "p90_us", "p99_us", "rss_after_100_mib", "rss_after_n_mib",
-                   "rss_growth_mib", "stream_cpu_us_per_chunk"}
+                   "rss_growth_mib", "stream_cpu_us_per_chunk", "cpu_us_per_call", "payload_1mib_cpu_us_per_call"}
 
 
 # The stream figure's channel: a server stream is read on the calling thread (see _stream).
 STREAM_CHANNEL_OPTIONS = [*CHANNEL_OPTIONS, (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
 
-CALL_FIGURES = ("p50_us", "p90_us", "p99_us", "calls_per_s", "rss_after_100_mib", "rss_after_n_mib",
+CALL_FIGURES = ("p50_us", "p90_us", "p99_us", "calls_per_s", "cpu_us_per_call", "rss_after_100_mib", "rss_after_n_mib",
                 "rss_growth_mib", "pool_calls_per_s")
 
 
@@ -202,12 +206,16 @@ def _calls(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, fl
         if done == 100:
             figures["rss_after_100_mib"] = rss_mib(worker.pid) or 0.0
     latencies = []
+    cpu_before = cpu_s(worker.pid)
     started = time.perf_counter_ns()
     for _ in range(settings.calls):
         before = time.perf_counter_ns()
         call(request, timeout=10, metadata=metadata)
         latencies.append(time.perf_counter_ns() - before)
     elapsed_ns = time.perf_counter_ns() - started
+    cpu_after = cpu_s(worker.pid)
+    if cpu_before is not None and cpu_after is not None:
+        figures["cpu_us_per_call"] = (cpu_after - cpu_before) / settings.calls * 1e6
     for q in (50, 90, 99):
         figures[f"p{q}_us"] = percentile(latencies, q) / 1000
     figures["calls_per_s"] = settings.calls / (elapsed_ns / 1e9)
@@ -250,20 +258,26 @@ def _stream(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, f
         figures["stream_cpu_us_per_chunk"] = (cpu_after - cpu_before) / sum(run[0] for run in runs) * 1e6
 
 
-def _payload(worker: WorkerProcess, size: int, calls: int, warmups: int) -> float:
-    """contract.echo of a `size`-byte string: bytes sent per second of round trip (median call), in MB/s."""
+def _payload(worker: WorkerProcess, size: int, calls: int, warmups: int) -> tuple[float, float | None]:
+    """contract.echo of a `size`-byte string: bytes sent per second of round trip (median call), in MB/s,
+    and the worker's CPU time per timed call in µs (None where /proc has no figure)."""
     client = worker.client
     assert client is not None
     request, headers = client.tool_request("contract.echo", {"data": "x" * size})
     times = []
+    cpu_before: float | None = None
     for i in range(calls + warmups):
+        if i == warmups:
+            cpu_before = cpu_s(worker.pid)
         started = time.perf_counter()
         reply = client.stub.ExecuteTool(request, timeout=120, metadata=headers or None)
         if i >= warmups:
             times.append(time.perf_counter() - started)
         if not reply.success:
             raise RuntimeError(f"contract.echo of {size} bytes failed: {reply.error_message[:200]}")
-    return size / percentile(times, 50) / 1e6
+    cpu_after = cpu_s(worker.pid)
+    cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / calls * 1e6
+    return size / percentile(times, 50) / 1e6, cpu
 
 
 def _pool(spec: WorkerSpec, settings: BenchSettings, host: HostEmulator, figures: dict[str, float]) -> None:
@@ -309,14 +323,16 @@ def measure(
         if "p50_us" not in sample.skipped:
             _calls(worker, settings, sample.figures)
         if "payload_1mib_mb_per_s" not in sample.skipped:
-            sample.figures["payload_1mib_mb_per_s"] = _payload(worker, settings.payload_bytes,
-                                                               settings.payload_calls, warmups=2)
+            rate, cpu = _payload(worker, settings.payload_bytes, settings.payload_calls, warmups=2)
+            sample.figures["payload_1mib_mb_per_s"] = rate
+            if cpu is not None:
+                sample.figures["payload_1mib_cpu_us_per_call"] = cpu
         if "payload_50mib_mb_per_s" not in sample.skipped:
             if settings.payload_50mib_calls == 0:
                 sample.skipped["payload_50mib_mb_per_s"] = "50 MiB payload not requested (--payload-50mib-calls 0)"
             else:
                 sample.figures["payload_50mib_mb_per_s"] = _payload(worker, 50 * MIB, settings.payload_50mib_calls,
-                                                                    warmups=1)
+                                                                    warmups=1)[0]
         if "stream_chunks_per_s" not in sample.skipped:
             _stream(worker, settings, sample.figures)
     if "pool_calls_per_s" not in sample.skipped:
