@@ -81,7 +81,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--error-format",
         choices=("auto", "json", "text"),
         default="auto",
-        help="Application error format; auto is json when SNAKEPIT_READY_FILE is set (Snakepit >= 0.8.1)",
+        help="Application error format; auto is json: Snakepit parses it from 0.7.4, a release no environment "
+             "variable reveals, and shows it as text before",
     )
     args, unknown = parser.parse_known_args(_join_values(argv))
     args.unknown = unknown
@@ -184,7 +185,7 @@ async def serve(args: argparse.Namespace) -> int:
     elixir = ElixirClient(args.elixir_address) if args.elixir_address else None
     error_format = args.error_format
     if error_format == "auto":
-        error_format = "json" if os.environ.get("SNAKEPIT_READY_FILE") else "text"
+        error_format = "json"
     state = WorkerState(args.snakepit_run_id, args.snakepit_instance_name, error_format == "json", elixir)
     server = grpc.aio.server(options=_SERVER_OPTIONS)
     pb_grpc.add_BridgeServiceServicer_to_server(BridgeServicer(state), server)

@@ -305,11 +305,14 @@ def test_application_errors_are_json_with_status_ok(worker: Worker) -> None:
     assert worker.error(not_json)["type"] == "InvalidParameters"
 
 
-def test_text_errors_and_ready_line_without_ready_file(spawn: Spawn) -> None:
+def test_json_errors_also_without_ready_file(spawn: Spawn) -> None:
+    """Snakepit parses JSON errors from 0.7.4, which still uses the ready line: the error format cannot follow it."""
     worker = spawn(ready_file=False)
     reply = worker.call(_request("no.such.tool"))
     assert not reply.success
-    assert reply.error_message == "ToolNotFound: unknown tool 'no.such.tool'"
+    assert json.loads(reply.error_message)["type"] == "ToolNotFound"
+    text = spawn("--error-format", "text", ready_file=False).call(_request("no.such.tool"))
+    assert text.error_message == "ToolNotFound: unknown tool 'no.such.tool'"
 
 
 def test_stream_sends_chunks_then_one_empty_final(worker: Worker) -> None:
