@@ -25,6 +25,7 @@ VARIANTS = {
     "json_errors_at_06": ("snakepit-0.6", ["TOOL-008", "TOOL-009", "TOOL-011", "STREAM-009"]),
     "exits_zero_when_orphaned": ("snakepit-0.13", ["PROC-014"]),
     "heartbeat_answers_in_three_seconds": ("snakepit-0.13", ["RPC-003"]),
+    "no_binary_result_at_06": ("snakepit-0.6", ["TOOL-021"]),
 }
 
 
