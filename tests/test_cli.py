@@ -256,3 +256,17 @@ def test_a_module_skipped_at_collection_does_not_break_the_tally(pytester: pytes
     result = pytester.runpytest_subprocess("-n", "1", "-rs")
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(["*1 skipped*"])
+
+
+def test_run_groups_shared_worker_checks_only_when_parallel() -> None:
+    """Ensure that `run` asks xdist for loadgroup with processes (not with -n 0), by default 3 per core, 2 to 8;
+    the group suffix xdist puts on a grouped test's id never reaches the report."""
+    from contract_tests.verdicts import _without_group
+
+    parallel = cli._pytest_argv(cli._parser().parse_args(["run"]))
+    assert parallel[parallel.index("-n") + 1] == str(cli.default_processes())
+    assert 2 <= cli.default_processes() <= 8 and "loadgroup" in parallel
+    assert "loadgroup" not in cli._pytest_argv(cli._parser().parse_args(["run", "-n", "0"]))
+    assert _without_group("clauses/test_tools.py::test_x[snakepit-0.13]@test_tools-snakepit-0.13") == \
+        "clauses/test_tools.py::test_x[snakepit-0.13]"
+    assert _without_group("clauses/test_tools.py::test_x[a@b]") == "clauses/test_tools.py::test_x[a@b]"

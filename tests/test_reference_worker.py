@@ -619,3 +619,56 @@ def test_a_result_too_large_to_send_is_a_clean_error(spawn: Spawn) -> None:
     assert worker.proc.stdout is not None
     log = worker.output + worker.proc.stdout.read()
     assert b"Traceback" not in log and b"Error" not in log, log[-2000:]
+
+
+_LONG = "x" * 70_000
+_CODEC_CASES = [
+    '"ping"', "1", "-0", "1.5e300", "123456789012345678901234567890", "null", "true", '{"a":[1,2.5,null,"\\u00e9"]}',
+    " 1", "1 ", "\t[1]\n", json.dumps(_LONG), json.dumps(_LONG + '"'), json.dumps(_LONG + "\\"),
+    json.dumps(_LONG + "\x01"),
+    json.dumps(_LONG + "\u00e9"), json.dumps(_LONG + "\u00e9", ensure_ascii=False), '"' + _LONG, '"' + _LONG + '" ',
+    '"' + _LONG + '"x"', json.dumps([_LONG]), "", "[1] x", "NaN", '"a', "[" * 600 + "]" * 600,
+]
+
+
+@pytest.mark.parametrize("text", _CODEC_CASES, ids=range(len(_CODEC_CASES)))
+def test_codec_shortcuts_decode_as_the_json_module_does(text: str) -> None:
+    """Ensure that the decoder's shortcuts (scanner called directly, long plain strings) give json.loads' value,
+    and refuse what it refuses."""
+    from reference_worker.codec import MAX_DEPTH, decode_params
+    from reference_worker.errors import ToolError
+
+    try:
+        expected = json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+    except (ValueError, RecursionError):
+        expected = ToolError
+    if text.count("[") > MAX_DEPTH:
+        expected = ToolError
+    try:
+        got = decode_params({"p": any_pb2.Any(value=text.encode())})["p"]
+    except ToolError:
+        got = ToolError
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [1, 2.5, None, True, 'q"b\\s\x01\u00e9\U0001f600']}, _LONG, {"d": _LONG + '"'}, [_LONG + "\n"], 2**80,
+    {"k": _LONG + "\u00e9"}, -0.0, 1e16,
+], ids=range(8))
+def test_codec_encodes_as_the_json_module_does(value: Any) -> None:
+    """Ensure that the encoder built once (and its long-text shortcut) writes what json.dumps writes."""
+    from reference_worker.codec import encode_json
+
+    assert encode_json(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_codec_encoder_recovers_after_a_failed_call() -> None:
+    """Ensure that NaN and a circular value fail as in json.dumps, and the next call is unaffected."""
+    from reference_worker.codec import encode_json
+
+    looped: list[Any] = [1]
+    looped.append(looped)
+    for bad in (float("nan"), looped, {"x": [float("inf")]}):
+        with pytest.raises(ValueError):
+            encode_json(bad)
+        assert encode_json({"ok": [1]}) == b'{"ok":[1]}'
