@@ -156,6 +156,9 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
         return
         yield  # Unreachable: makes this an async generator, which grpc.aio serves as a response stream.
 
+    async def GetSession(self, request: pb.GetSessionRequest, context: Context) -> pb.GetSessionResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetSession: nobody in Snakepit calls it on a worker")
+
     async def RegisterTools(
         self,
         request: pb.RegisterToolsRequest,

@@ -89,9 +89,13 @@ def test_initialize_session_succeeds(client: WorkerClient) -> None:
     expect(reply.success, "InitializeSessionResponse.success", "true", reply)
 
 
+# A worker RPC nobody in Snakepit calls (docs/contract.md §2: MAY): served or not, it must be answered.
+UNCALLED = {"GetSession": pb.GetSessionRequest(session_id="s")}
+
+
 @clause("RPC-006")
 def test_unserved_calls_answer_promptly(client: WorkerClient) -> None:
-    for method, request in ELIXIR_SIDE_CALLS.items():
+    for method, request in {**ELIXIR_SIDE_CALLS, **UNCALLED}.items():
         status = _call(client, method, request, 5)
         expect(status is not grpc.StatusCode.DEADLINE_EXCEEDED, f"{method} on the worker", "a status", "timeout")
     client.ping("after-unserved-calls")
