@@ -40,7 +40,7 @@ from contract_tests.visible import visible
 # In attach mode a check runs only if every fixture it uses is known to leave the process alone; any other
 # (launch, worker, host, pools, scenarios...) launches, signals or watches a process, or stands in for Elixir.
 ATTACH_SAFE_FIXTURES = frozenset({
-    "client", "attached_client", "catalogue", "contract_settings", "profile", "_required_tools", "_never_started",
+    "client", "attached_client", "catalogue", "contract_settings", "profile", "_required_tools",
     "request", "pytestconfig", "tmp_path", "tmp_path_factory",
 })
 
@@ -141,6 +141,23 @@ def _group_shared_worker_checks(item: pytest.Item) -> None:
     profile = item.callspec.params.get("profile") if hasattr(item, "callspec") else None
     if isinstance(profile, Profile) and used & _SHARED_WORKER_FIXTURES and not used & _OWN_WORKER_FIXTURES:
         item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}-{profile.name}"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A worker that cannot start (or be reached) under this profile is judged by the clauses of the step that
+    failed; the other checks are NOT-RUN at once with that cause, before any of their fixtures is set up."""
+    found, profile = clause_of(item), profile_of(item)
+    if found is None or profile is None:
+        return
+    settings = item.config.stash[SETTINGS]
+    if settings.worker_address is not None:
+        if (why := _unreachable.get((settings.worker_address, profile.name))) is not None:
+            pytest.skip(f"{NOT_RUN_PREFIX}{why}")
+        return
+    error = launcher.unstartable(profile.name)
+    if error is not None and found.id not in start_judges(error, profile):
+        pytest.skip(never_started(error, profile))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -379,23 +396,7 @@ def _ask_catalogue(client: WorkerClient, settings: Settings) -> frozenset[str] |
 
 
 @pytest.fixture(autouse=True)
-def _never_started(contract_settings: Settings, request: pytest.FixtureRequest) -> None:
-    """A worker that cannot start under this profile is judged by the clauses of the step that failed; the
-    other checks are NOT-RUN at once, with that cause, instead of each waiting for a start that cannot come."""
-    found, profile = clause_of(request.node), profile_of(request.node)
-    if found is None or profile is None:
-        return
-    if contract_settings.worker_address is not None:
-        if (why := _unreachable.get((contract_settings.worker_address, profile.name))) is not None:
-            pytest.skip(f"{NOT_RUN_PREFIX}{why}")
-        return
-    error = launcher.unstartable(profile.name)
-    if error is not None and found.id not in start_judges(error, profile):
-        pytest.skip(never_started(error, profile))
-
-
-@pytest.fixture(autouse=True)
-def _required_tools(request: pytest.FixtureRequest, _never_started: None) -> None:
+def _required_tools(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("requires_tools")
     if marker is None or "profile" not in request.fixturenames:
         return

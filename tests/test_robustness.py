@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -74,14 +75,18 @@ def _processes_running(command_part: str) -> list[int]:
 
 def test_unstartable_worker_is_judged_once_in_seconds(tmp_path: Path) -> None:
     """Ensure a worker that exits at once gives PROC-001 FAIL with its exit status and last output, every other
-    check NOT-RUN with that one cause, exit 1, within 20 s for both profiles, and its escape sequences visible."""
-    code, output, seconds, document = _run("--worker-cmd", _worker("exits_at_once.py"), "--profile", "all",
-                                           tmp_path=tmp_path)
+    check NOT-RUN with that one cause, exit 1, in seconds for both profiles, and its escape sequences visible."""
+    launches = tmp_path / "launches"
+    # Each launch leaves the pid of the kit process that launched it: a worker that cannot start is launched once
+    # per profile by each process of the run, not once per check.
+    counting = shlex.join(["sh", "-c", f'echo $PPID >> {shlex.quote(str(launches))}; exec "$@"', "sh",
+                           sys.executable, str(BROKEN / "exits_at_once.py")])
+    code, output, seconds, document = _run("--worker-cmd", counting, "--profile", "all", tmp_path=tmp_path)
     assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
-    # No check waits for a start that cannot come: one launch per profile and process, then NOT-RUN at once
-    # (about 8 s in all on an idle machine; the bound leaves room for a loaded one, the old way took minutes).
-    assert sum(c["duration_s"] for c in document["clauses"] if c["outcome"] == "NOT-RUN") < 10
-    assert seconds < 60, f"{seconds:.1f} s"
+    per_process = Counter(launches.read_text().split())
+    assert per_process and max(per_process.values()) <= 2, f"launched again and again: {per_process}"
+    # About 8 s on an idle machine (the old way took minutes); the bound leaves room for a heavily loaded one.
+    assert seconds < 90, f"{seconds:.1f} s"
     outcomes = _outcomes(document)
     assert {k for k, v in outcomes.items() if v == "FAIL"} == {("PROC-001", "snakepit-0.6"),
                                                                ("PROC-001", "snakepit-0.13")}
@@ -156,7 +161,7 @@ def test_unreachable_address_is_one_line_and_no_verdict(target: str, request: py
     assert code == cli.EXIT_HARNESS
     expected = f"snakepit-contract: no verdict (exit 2): cannot reach the worker at 127.0.0.1:{port}: Ping failed with "
     assert output.count("\n") == 1 and output.startswith(expected), output
-    assert seconds < 15 and not document
+    assert seconds < 60 and not document  # a second or two on an idle machine
 
 
 def test_unreachable_address_under_pytest_is_not_run_not_error(closed_port: int, tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ MakePool = Callable[..., PoolEmulator]
 
 def _spec_maker(settings: Settings, profile: Profile, host: HostEmulator) -> Callable[[], WorkerSpec]:
     def make() -> WorkerSpec:
+        # Pool workers are launched exactly as Snakepit does: one that cannot start shows the worker cannot start.
         return WorkerSpec(command=settings.worker_cmd, profile=profile, elixir_address=host.elixir_address_for_worker,
-                          timeout_scale=settings.timeout_scale, image=settings.worker_image)
+                          timeout_scale=settings.timeout_scale, image=settings.worker_image, standard=True)
 
     return make
 
