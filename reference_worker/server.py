@@ -27,6 +27,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 import grpc
 
@@ -221,6 +222,17 @@ async def serve(args: argparse.Namespace) -> int:
     if elixir is not None:
         await elixir.close()
     return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown (grpc's threads and modules): that teardown is most of the time from
+    SIGTERM to exit, 0.15-0.3 s on a busy 2-core machine and seconds under heavy load, against Snakepit 0.6's 2 s
+    grace. Everything the worker started is stopped by then; the log and output are flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
