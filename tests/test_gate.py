@@ -122,7 +122,7 @@ def test_gate_options_are_checked(tmp_path: Path) -> None:
     """Ensure the gate needs a worker and says so with the usage exit status."""
     status, output = _gate(tmp_path, "--profile", "snakepit-0.13")
     assert status == 3
-    assert "one of the arguments --worker-cmd --worker-image is required" in output
+    assert "give the worker: --worker-cmd or --worker-image (or --merge DIR)" in output
 
 
 def test_without_a_kit_outside_a_checkout_the_gate_says_what_to_pass(tmp_path: Path) -> None:
