@@ -1,16 +1,20 @@
-"""Generate the Python stubs of snakepit_bridge.proto into contract_tests/proto.
+"""Generate the Python stubs of snakepit_bridge.proto into contract_tests/proto and reference_worker/proto.
 
 Stubs are committed so that installing the suite needs no code generator.
+The kit and the reference worker each get their own copy, so that the judged
+worker imports nothing of the kit and its folder can be copied alone.
 `python protos/generate.py --check` regenerates into a scratch folder and
-fails on any difference; tests/test_proto_stubs.py runs it.  The generator
-versions are pinned in pyproject.toml's `dev` extra, because their output
-differs between releases.
+fails on any difference in either copy; tests/test_proto_stubs.py runs it.
+The generator versions are pinned in pyproject.toml's `dev` extra, because
+their output differs between releases, and recorded in each package's
+__init__.py, so a copied folder still says what made its stubs.
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import importlib.metadata
 import re
 import sys
 import tempfile
@@ -18,8 +22,8 @@ from pathlib import Path
 
 PROTO_DIR = Path(__file__).resolve().parent
 PROTO_FILE = "snakepit_bridge.proto"
-STUB_DIR = PROTO_DIR.parent / "contract_tests" / "proto"
-PACKAGE_INIT = '"""Generated gRPC stubs for snakepit_bridge.proto (see protos/generate.py)."""\n'
+STUB_DIRS = (PROTO_DIR.parent / "contract_tests" / "proto", PROTO_DIR.parent / "reference_worker" / "proto")
+_GENERATORS = ("grpcio-tools", "mypy-protobuf")
 
 # protoc writes `import snakepit_bridge_pb2`, which only works from the output
 # folder itself; the stubs live inside a package, so the import is made relative.
@@ -55,11 +59,18 @@ def generate(out_dir: Path) -> None:
         raise SystemExit("protoc failed on " + PROTO_FILE)
     for stub in out_dir.glob("snakepit_bridge_pb2_grpc.py*"):
         stub.write_text(_ABSOLUTE_IMPORT.sub("from . import snakepit_bridge_pb2 as", stub.read_text()))
-    (out_dir / "__init__.py").write_text(PACKAGE_INIT)
+    (out_dir / "__init__.py").write_text(_package_init())
+
+
+def _package_init() -> str:
+    versions = " and ".join(f"{name} {importlib.metadata.version(name)}" for name in _GENERATORS)
+    return f'"""Generated gRPC stubs for snakepit_bridge.proto by {versions} (see protos/generate.py)."""\n'
 
 
 def differences(expected_dir: Path, actual_dir: Path) -> list[str]:
     """Names of files that differ, are missing or are extra in actual_dir."""
+    if not actual_dir.is_dir():
+        return sorted(entry.name for entry in expected_dir.iterdir() if entry.name != "__pycache__")
     cmp = filecmp.dircmp(expected_dir, actual_dir, ignore=["__pycache__"])
     _, mismatch, errors = filecmp.cmpfiles(expected_dir, actual_dir, cmp.common_files, shallow=False)
     return sorted(mismatch + errors + cmp.left_only + cmp.right_only)
@@ -70,12 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="Fail if the committed stubs are stale")
     args = parser.parse_args(argv)
     if not args.check:
-        generate(STUB_DIR)
+        for stub_dir in STUB_DIRS:
+            generate(stub_dir)
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / "proto"
         generate(fresh)
-        stale = differences(fresh, STUB_DIR)
+        stale = [
+            f"{stub_dir.relative_to(PROTO_DIR.parent)}/{name}"
+            for stub_dir in STUB_DIRS
+            for name in differences(fresh, stub_dir)
+        ]
     if stale:
         print("stale generated stubs: " + ", ".join(stale), file=sys.stderr)
         print("run: python protos/generate.py", file=sys.stderr)

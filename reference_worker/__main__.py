@@ -1,5 +1,5 @@
 """Entry point for `python -m reference_worker`; all logic lives in server.py."""
 
-from reference_worker.server import exit_now, main
+from .server import exit_now, main
 
 exit_now(main())

@@ -10,7 +10,7 @@ from typing import Any
 
 from google.protobuf import any_pb2
 
-from reference_worker.errors import ToolError
+from .errors import ToolError
 
 # Snakepit ignores the type_url; StringValue is what it sends itself.
 STRING_VALUE_URL = "type.googleapis.com/google.protobuf.StringValue"

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from reference_worker.codec import json_any
-from reference_worker.errors import ToolError
+from .codec import json_any
+from .errors import ToolError
+from .proto import snakepit_bridge_pb2 as pb
+from .proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from contract_tests.proto.snakepit_bridge_pb2_grpc import BridgeServiceAsyncStub
+    from .proto.snakepit_bridge_pb2_grpc import BridgeServiceAsyncStub
 
 _LOG = logging.getLogger(__name__)
 Headers = tuple[tuple[str, str], ...]

@@ -31,10 +31,10 @@ from typing import NoReturn
 
 import grpc
 
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from reference_worker.elixir import ElixirClient, heartbeat_watchdog, load_heartbeat_config
-from reference_worker.servicer import MAX_MESSAGE, BridgeServicer
-from reference_worker.tools import WorkerState
+from .elixir import ElixirClient, heartbeat_watchdog, load_heartbeat_config
+from .proto import snakepit_bridge_pb2_grpc as pb_grpc
+from .servicer import MAX_MESSAGE, BridgeServicer
+from .tools import WorkerState
 
 _LOG = logging.getLogger("reference_worker")
 EXIT_ORPHANED = 70  # EX_SOFTWARE: distinguishable from a clean stop (0) and from a crash.

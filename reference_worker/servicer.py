@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from reference_worker.codec import STRING_VALUE_URL, decode_params, encode_json
-from reference_worker.errors import ToolError, format_error
-from reference_worker.tools import STREAMING, UNARY, BinaryResult, Call, Context, WorkerState
+from .codec import STRING_VALUE_URL, decode_params, encode_json
+from .errors import ToolError, format_error
+from .proto import snakepit_bridge_pb2 as pb
+from .proto import snakepit_bridge_pb2_grpc as pb_grpc
+from .tools import STREAMING, UNARY, BinaryResult, Call, Context, WorkerState
 
 _LOG = logging.getLogger(__name__)
 # The largest message the server sends or receives; a reply's result and binary_result must fit in it.

@@ -12,9 +12,9 @@ from typing import Any, NamedTuple, TypeAlias
 
 import grpc
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from reference_worker.elixir import CORRELATION_HEADER, ElixirClient
-from reference_worker.errors import ToolError
+from .elixir import CORRELATION_HEADER, ElixirClient
+from .errors import ToolError
+from .proto import snakepit_bridge_pb2 as pb
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 # contract.exit must let its own reply leave the process before os._exit.

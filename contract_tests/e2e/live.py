@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import contract_tests
 import reference_worker
 from contract_tests.datafiles import data_dir
 from contract_tests.e2e import image  # noqa: F401  (sets the testcontainers environment before its import)
@@ -48,8 +47,7 @@ def reference() -> Worker:
         name="reference",
         argv=("/opt/worker-venv/bin/python3", "-m", "reference_worker"),
         contract_tools=True,
-        mounts=((Path(reference_worker.__file__).parent, "/opt/worker/reference_worker"),
-                (Path(contract_tests.__file__).parent, "/opt/worker/contract_tests")),
+        mounts=((Path(reference_worker.__file__).parent, "/opt/worker/reference_worker"),),
         env={"PYTHONPATH": "/opt/worker"},
     )
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
 from reference_worker import server
+from reference_worker.proto import snakepit_bridge_pb2 as pb
 from reference_worker.servicer import BridgeServicer
 from reference_worker.tools import Context
 
