@@ -76,6 +76,15 @@ def test_reports_the_port_it_bound(launch: Launch) -> None:
     worker = _started(launch)  # a wrong or missing port fails here, as a violation of this clause
     expect(worker.port and 0 < worker.port < 65536, "reported port", "1..65535", worker.port)
     expect("--port" in worker.argv and "0" in worker.argv, "launch flags", "--port 0 passed", worker.argv)
+    # A pool launches several workers with --port 0 at once: a worker that binds a default port of its own
+    # (`port or 50051`) works alone and cannot start beside a copy of itself.
+    try:
+        beside = launch()
+    except WorkerStartError as err:
+        raise ContractViolation(f"a second worker launched while the first serves on {worker.port}",
+                                "ready on a port of its own", str(err)) from None
+    expect(beside.port != worker.port, "ports of two workers launched with --port 0", "two OS-assigned ports",
+           f"both {worker.port}")
 
 
 @clause("PROC-004")
