@@ -46,7 +46,9 @@ def prepare(command: Sequence[str], folder: Path) -> None:
     (folder / _RCFILE).write_text(
         # patch = _exit: a worker leaving by os._exit (contract.exit, an orphaned worker) still saves its data.
         f"[run]\nparallel = True\ndata_file = {folder / '.coverage'}\npatch = _exit\n"
-        f"source =\n    {_source(command)}\n",
+        f"source =\n    {_source(command)}\n"
+        # Generated protobuf and gRPC stubs are not the worker's behaviour: no clause could exercise them all.
+        "omit =\n    *_pb2.py\n    *_pb2_grpc.py\n",
         encoding="utf-8")
 
 

@@ -42,4 +42,5 @@ def test_run_reports_the_lines_the_selected_clauses_exercised(tmp_path: Path) ->
     assert len(summary) == 1 and "lines exercised by the suite" in summary[0], run.stdout[-2000:]
     files = json.loads((tmp_path / "worker-coverage" / "coverage.json").read_text())["files"]
     assert any(name.endswith("reference_worker/tools.py") for name in files), sorted(files)
+    assert not [name for name in files if "_pb2" in name], sorted(files)  # its generated stubs are not measured
     assert (tmp_path / "worker-coverage" / "html" / "index.html").is_file()
