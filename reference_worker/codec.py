@@ -16,17 +16,15 @@ from .errors import ToolError
 STRING_VALUE_URL = "type.googleapis.com/google.protobuf.StringValue"
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 # Nesting every parameter may have: far below Python's recursion limit at the decoder's stack depth, so deeper
 # JSON is refused by this limit, as an application error, and never reaches the decoder's RecursionError.
 MAX_DEPTH = 512
 _OPENERS = (ord("["), ord("{"))
 
-# Built once: json.dumps/loads with non-default options construct a codec on every call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# Built once: json.dumps/loads with non-default options construct a codec on every call. NaN and Infinity are
+# decoded (Jason, which encodes every parameter Snakepit sends, cannot produce them); the encoder refuses them in
+# a result (allow_nan off), which makes that call an application error.
+_DECODER = json.JSONDecoder()
 _SCAN: Callable[[str, int], tuple[Any, int]] = vars(_DECODER)["scan_once"]  # the scanner decode() calls
 _WHITESPACE = " \t\n\r"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -42,12 +40,11 @@ def _encode_str(text: str) -> str:
     return encode_basestring(text)
 
 
-# The C encoder JSONEncoder.encode would build on every call, built once (sort_keys, skipkeys, allow_nan off);
-# its circular-reference markers are emptied after a failed call.
-_MARKERS: dict[int, Any] = {}
+# The C encoder JSONEncoder.encode would build on every call, built once (sort_keys, skipkeys, allow_nan off).
+# No circular-reference markers: results are built from decoded JSON, which cannot refer to itself.
 _C_MAKE_ENCODER: Any = vars(json.encoder).get("c_make_encoder")  # None without the C accelerator
 _C_ENCODE: Callable[[Any, int], tuple[str, ...]] | None = None if _C_MAKE_ENCODER is None else \
-    _C_MAKE_ENCODER(_MARKERS, _ENCODER.default, _encode_str, None, ":", ",", False, False, False)
+    _C_MAKE_ENCODER(None, _ENCODER.default, _encode_str, None, ":", ",", False, False, False)
 
 
 def decode_params(parameters: Mapping[str, any_pb2.Any]) -> dict[str, Any]:
@@ -126,11 +123,7 @@ def encode_json(value: Any) -> bytes:
     """Compact UTF-8 JSON; types survive the trip (42 stays 42, None becomes null)."""
     if _C_ENCODE is None:
         return _ENCODER.encode(value).encode()
-    try:
-        return "".join(_C_ENCODE(value, 0)).encode()
-    except BaseException:
-        _MARKERS.clear()
-        raise
+    return "".join(_C_ENCODE(value, 0)).encode()
 
 
 def json_any(value: Any) -> any_pb2.Any:

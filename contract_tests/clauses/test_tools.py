@@ -100,6 +100,25 @@ def test_floats_and_text_round_trip(client: WorkerClient) -> None:
     _round_trip(client, ["float", "float_with_zero_fraction", "tiny_float", "unicode", "escapes"])
     total = _ok(client.execute("contract.add", {"a": 0.5, "b": 0.25}), "contract.add")
     expect(total == 0.75 and isinstance(total, float), "contract.add 0.5 + 0.25", "0.75", total)
+    got = _ok(client.execute("contract.echo", LONG_TEXT), "contract.echo of long text")
+    for name, text in LONG_TEXT.items():
+        echoed = got.get(name) if isinstance(got, dict) else got
+        if echoed != text:
+            sent, back = json.dumps(text), json.dumps(echoed)
+            where = next((i for i, (a, b) in enumerate(zip(sent, back, strict=False)) if a != b), min(len(sent),
+                                                                                                   len(back)))
+            raise ContractViolation(f"parameter {name!r} after a round trip", sent[where:where + 40],
+                                    f"{back[where:where + 40]} (the JSON differs from character {where})")
+
+
+# Long text, as payloads are: plain ASCII, with backslash escapes only, with quotes and non-ASCII too (a
+# decoder's shortcut for the first must not take the others); next to a long array of numbers.
+LONG_TEXT: dict[str, Any] = {
+    "long_plain": "plain ASCII text " * 5_000,
+    "long_backslashes": "C:\\dir\\file\n\t" * 6_000,
+    "long_quoted": 'a "quoted" word, \u00e9 ' * 4_000,
+    "long_list": [n + 0.5 for n in range(2_000)],
+}
 
 
 def _expect_application_error(reply: ToolReply, what: str) -> None:
@@ -230,7 +249,8 @@ def test_execute_without_initialize_session(client: WorkerClient, profile: Profi
 
 # Parameters a worker cannot take as JSON: each must give success=false (TOOL-019). No NaN: Snakepit encodes every
 # parameter with Jason, which cannot produce one, and the 0.6.0 - 0.6.6 bridges accept it (docs/snakepit-bridge.md).
-UNDECODABLE = {"not JSON": b"{not json", "not UTF-8": b"\"\xff\xfe\""}
+UNDECODABLE = {"not JSON": b"{not json", "not a JSON value": b"nope", "text after the value": b"1 2",
+               "not UTF-8": b"\"\xff\xfe\""}
 # Valid JSON that strains a decoder: nested deeper than many go (brackets inside a string, escapes, too), and
 # wide (many sibling arrays). Decoded or refused, each must get an answer, never a crash.
 STRAINING = {
