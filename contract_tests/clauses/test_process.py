@@ -194,10 +194,15 @@ def test_sigterm_exits_within_grace(launch: Launch, profile: Profile) -> None:
 def test_sigterm_during_call_exits_within_grace(launch: Launch, profile: Profile) -> None:
     worker = _started(launch)
     assert worker.client is not None
-    call = worker.client.execute_future("contract.sleep", {"seconds": 30})
-    time.sleep(0.3)
-    _expect_graceful(worker, profile)
-    call.cancel()
+    request, headers = worker.client.tool_request("contract.sleep", {"seconds": 30})
+    # On a channel of its own: stopping the worker closes its client first, which would cancel the call before the
+    # SIGTERM, while Snakepit's connection is still open when its SIGTERM comes (a worker that drains fails here).
+    with grpc.insecure_channel(f"127.0.0.1:{worker.port}", options=CHANNEL_OPTIONS) as channel:
+        call: grpc.Future[pb.ExecuteToolResponse] = pb_grpc.BridgeServiceStub(channel).ExecuteTool.future(
+            request, timeout=60, metadata=headers or None)
+        time.sleep(0.3)
+        _expect_graceful(worker, profile)
+        call.cancel()
 
 
 PROC_012_WATCH_S = 8.0
