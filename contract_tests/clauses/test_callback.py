@@ -70,16 +70,26 @@ def test_registered_tool_names_valid(client: WorkerClient, host: HostEmulator) -
            "success=true", reply.value)
 
 
+# The caller session contract.call_elixir is made in (its `session_id` parameter, docs/contract.md §5).
+CALLER_SESSION = "callback-caller-session"
+
+
 @clause("CALLBACK-003")
 @requires_tools("contract.call_elixir")
 def test_call_elixir_round_trip(client: WorkerClient, host: HostEmulator) -> None:
     params = {"text": "hé", "n": 7, "flag": True, "nothing": None, "nested": {"k": [1, 2]}}
     host.clear_calls()
-    reply = client.execute("contract.call_elixir", {"tool": "elixir_echo", "parameters": params})
+    # In a caller's session (execute_in_session): Snakepit finds Elixir tools per session (snakepit:
+    # bridge-server-parameters), so the call into Elixir carries that session, not the worker's own.
+    reply = client.execute("contract.call_elixir",
+                           {"tool": "elixir_echo", "parameters": params, "session_id": CALLER_SESSION})
     calls = host.calls("ExecuteElixirTool")
     expect(calls, "contract.call_elixir made no ExecuteElixirTool call to the Elixir side", "one call",
            f"none; the worker answered: {_answer(reply)}")
-    for key, value in calls[-1].request_as(pb.ExecuteElixirToolRequest).parameters.items():
+    request = calls[-1].request_as(pb.ExecuteElixirToolRequest)
+    expect(request.session_id == CALLER_SESSION, "ExecuteElixirToolRequest.session_id", CALLER_SESSION,
+           request.session_id)
+    for key, value in request.parameters.items():
         expect(is_json(value.value), f"Any.value of Elixir tool parameter {key!r}", "JSON text", value.value[:60])
     expect(reply.ok and reply.value == params, "contract.call_elixir result", render(params), _answer(reply))
 
