@@ -38,6 +38,7 @@ import docker.errors
 from docker.utils.socket import frames_iter
 from testcontainers.core.docker_client import DockerClient
 
+from contract_tests import processes
 from contract_tests.errors import HarnessError
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
 from contract_tests.ownership import owner_identity as owner_identity
@@ -82,6 +83,10 @@ def client() -> docker.DockerClient:
 
 def check_image(image: str) -> None:
     """The engine answers and holds the image (nothing is pulled: no registry is reachable here)."""
+    if not processes.LINUX:
+        raise ContainerEngineError(
+            "the containers tier needs Linux: the checks watch each container's processes as processes of this "
+            "machine, and Docker Desktop runs them in a VM (docs/worker-image.md)")
     engine = client()
     try:
         engine.images.get(image)
@@ -134,13 +139,6 @@ def sweep_orphans() -> list[str]:
         return [short for entry in _labelled(engine, OWNER_LABEL)
                 if owner_is_gone(entry["Labels"][OWNER_LABEL], entry.get("State") == "running")
                 and (short := _remove(engine, entry))]
-
-
-def _environ_has(pid: int, entry: bytes) -> bool:
-    try:
-        return entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
 
 
 class _Stdin:
@@ -198,16 +196,16 @@ class ContainerProcess:
 
     @staticmethod
     def _host_pid(wrapped: Any, env: dict[str, str]) -> int:
-        """PID 1's pid on this host, where pool and clauses read /proc; never 0 (kill(0) hits our own group)."""
+        """PID 1's pid on this host, where pool and clauses inspect processes; never 0 (kill(0) hits our own group)."""
         pid = int(wrapped.attrs["State"]["Pid"])
         if pid == 0:
-            # Already exited (the engine reports no pid): pid_max is a pid no process can have, so every signal
-            # and /proc read finds it gone, while its exit status and output reach the launcher as usual.
-            return int(Path("/proc/sys/kernel/pid_max").read_text())
-        tag = f"{RUN_TAG_ENV}={env[RUN_TAG_ENV]}".encode()
+            # Already exited (the engine reports no pid): a pid no process can have, so every signal and
+            # lookup finds it gone, while its exit status and output reach the launcher as usual.
+            return processes.impossible_pid()
         # Until the runtime's init execs the image's command, the pid shows the runtime's environment.
+        tag = env[RUN_TAG_ENV]
         deadline = time.monotonic() + _EXEC_WAIT_S
-        while not (visible := _environ_has(pid, tag)) and time.monotonic() < deadline:
+        while not (visible := processes.environment_value(pid, RUN_TAG_ENV) == tag) and time.monotonic() < deadline:
             time.sleep(0.01)
         if not visible:
             raise ContainerEngineError(

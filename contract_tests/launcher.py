@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from contract_tests import ownership, worker_coverage
+from contract_tests import ownership, processes, worker_coverage
 from contract_tests.client import TelemetryStream, WorkerClient
 from contract_tests.errors import WorkerStartError
 from contract_tests.heartbeat import HeartbeatMonitor
@@ -593,38 +593,23 @@ class WorkerProcess:
 
 def _tagged(env_name: str, tag: str) -> dict[int, str]:
     """Live processes (not zombies) whose environment carries `env_name=tag`: pid -> command line."""
-    needle = f"{env_name}={tag}".encode()
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            found[int(entry.name)] = cmdline or "(command line not readable)"
-        except OSError:
-            continue
+    for pid, value in processes.environment_carriers(env_name).items():
+        if value == tag and processes.alive(pid):
+            found[pid] = " ".join(processes.command_line(pid) or []) or "(command line not readable)"
     return found
 
 
 def reap_tagged(tag: str = RUN_TAG) -> list[int]:
-    """SIGKILL every process whose environment carries this run's tag; return their pids."""
-    needle = f"{RUN_TAG_ENV}={tag}".encode()
+    """SIGKILL every process whose environment carries this run's tag; return their pids.
+
+    Best effort: where environments are hidden (processes.ENVIRONMENTS_READABLE), nothing is found by its tag."""
     killed = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
+    for pid, value in processes.environment_carriers(RUN_TAG_ENV).items():
+        if value == tag:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
     return killed
 
 

@@ -17,30 +17,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract_tests import processes
+
 OWNER_ENV = "SNAKEPIT_CONTRACT_OWNER"
 TEMP_PREFIX = "snakepit-contract-"
 # snakepit-contract-<boot id, 8 chars>.<pid>.<start ticks>-<random>: the temp folder of one worker.
 _OWNED_TEMP = re.compile(re.escape(TEMP_PREFIX) + r"([0-9a-f]{8})\.(\d+)\.(\d+)-")
 
 
-def boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-
-
-def start_ticks(pid: int) -> str | None:
-    """The live process's start time in clock ticks since boot (/proc stat field 22): with the pid, who it is.
-    None once it is gone or a zombie (killed, not yet reaped)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
 def owner_identity(pid: int | None = None) -> str:
     """boot id/pid/start ticks of the process that owns a worker, folder or container; a reused pid does not match."""
     pid = os.getpid() if pid is None else pid
-    return f"{boot_id()}/{pid}/{start_ticks(pid)}"
+    return f"{processes.boot_id()}/{pid}/{processes.start_ticks(pid)}"
 
 
 def owner_is_gone(identity: str, running: bool, boot: str | None = None) -> bool:
@@ -48,14 +36,14 @@ def owner_is_gone(identity: str, running: bool, boot: str | None = None) -> bool
     machine rebooted, or another machine shares a container engine) only a stopped thing is known dead."""
     owner_boot, _, rest = identity.partition("/")
     pid, _, ticks = rest.partition("/")
-    if owner_boot != (boot or boot_id()):
+    if owner_boot != (boot or processes.boot_id()):
         return not running
-    return not pid.isdigit() or start_ticks(int(pid)) != ticks
+    return not pid.isdigit() or processes.start_ticks(int(pid)) != ticks
 
 
 def temp_prefix() -> str:
     """The prefix of this process's worker temp folders, naming their owner."""
-    return f"{TEMP_PREFIX}{boot_id()[:8]}.{os.getpid()}.{start_ticks(os.getpid())}-"
+    return f"{TEMP_PREFIX}{processes.boot_id()[:8]}.{os.getpid()}.{processes.start_ticks(os.getpid())}-"
 
 
 @dataclass(frozen=True)
@@ -78,26 +66,20 @@ class Swept:
 
 
 def _dead_owned_pids(boot: str) -> list[int]:
-    me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-        for item in environ.split(b"\0"):
-            if item.startswith(f"{OWNER_ENV}=".encode()):
-                if owner_is_gone(item.split(b"=", 1)[1].decode(errors="replace"), running=True, boot=boot):
-                    found.append(int(entry.name))
-                break
-    return found
+    return [pid for pid, owner in processes.environment_carriers(OWNER_ENV).items()
+            if owner_is_gone(owner, running=True, boot=boot)]
+
+
+def _made_before_boot(folder: Path) -> bool:
+    try:
+        return folder.stat().st_mtime < processes.booted_at()
+    except OSError:
+        return False  # gone meanwhile
 
 
 def sweep_dead_runs(temp_root: Path | None = None) -> Swept:
     """Kill the worker processes and remove the temp folders whose owner process is dead."""
-    boot = boot_id()
+    boot = processes.boot_id()
     killed = []
     for pid in _dead_owned_pids(boot):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -112,7 +94,13 @@ def sweep_dead_runs(temp_root: Path | None = None) -> Swept:
                 continue
             owner_boot, owner_pid, ticks = match.groups()
             # A folder from an earlier boot has a dead owner; on this boot, its pid must still name its owner.
-            if owner_boot != boot[:8] or start_ticks(int(owner_pid)) != ticks:
+            # One made since this boot is not from an earlier one, whatever its name says (outside Linux the boot
+            # is named by its time, which a clock change moves).
+            if owner_boot != boot[:8]:
+                gone = _made_before_boot(folder)
+            else:
+                gone = processes.start_ticks(int(owner_pid)) != ticks
+            if gone:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)
     return Swept(tuple(killed), tuple(removed))

@@ -6,7 +6,8 @@ report in verdicts.py, registered by this plugin once settings are resolved. Fix
 Snakepit does (as a process, or with --worker-image as a container), or, in
 attach mode (--worker-address), reach a running one; then checks that need the
 process are NOT-RUN with the reason, as are, with an image, the checks marked
-not_in_container.
+not_in_container, and, where the OS hides other processes' environments, those marked
+reads_process_environments.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import grpc
 import pytest
 
-from contract_tests import launcher, verdicts
+from contract_tests import launcher, processes, verdicts
 from contract_tests.client import WorkerClient
 from contract_tests.codec import ToolError
 from contract_tests.errors import ContractViolation, WorkerStartError, WorkerUnreachable
@@ -67,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(id): the contract clause this test checks")
     config.addinivalue_line("markers", "requires_tools(*names): contract tools the check needs")
     config.addinivalue_line("markers", "not_in_container(reason): NOT-RUN when the worker runs as a container")
+    config.addinivalue_line("markers", "reads_process_environments: NOT-RUN where the OS hides them (processes.py)")
     config.stash[SETTINGS] = resolve_settings(config)
     launcher.forget_starts()
     _unreachable.clear()
@@ -124,6 +126,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if found and selected and settings.worker_image and in_container:
             item.add_marker(pytest.mark.skip(reason=f"{NOT_RUN_PREFIX}the worker runs in a container: "
                                                     f"{in_container.args[0]}"))
+        hidden = not processes.ENVIRONMENTS_READABLE and item.get_closest_marker("reads_process_environments")
+        if found and selected and hidden:
+            item.add_marker(pytest.mark.skip(reason=f"{NOT_RUN_PREFIX}{processes.ENVIRONMENTS_HIDDEN}"))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

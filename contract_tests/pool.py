@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import grpc
 
+from contract_tests import processes
 from contract_tests.client import StreamResult
 from contract_tests.codec import ToolReply
 from contract_tests.host import HostEmulator
@@ -702,7 +702,7 @@ class PoolEmulator:
         where = f"{tool} on {lease.worker_id}"
         process = lease.process
         status = process.poll()
-        if status is None and (code is grpc.StatusCode.UNAVAILABLE or not _running(process.pid)):
+        if status is None and (code is grpc.StatusCode.UNAVAILABLE or not processes.alive(process.pid)):
             # The port closes a moment before the exit is reapable, and poll() says None while another
             # thread (watcher, crash()) is reaping the same process.
             status = process.wait_exit(0.5)
@@ -807,9 +807,9 @@ class PoolEmulator:
             # A killed worker closes its sockets a moment before it is a zombie: give it that moment.
             # Not poll(): it answers None while another thread waits on the same Popen.
             deadline = time.monotonic() + _DYING_S
-            while _running(process.pid) and time.monotonic() < deadline:
+            while processes.alive(process.pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if _running(process.pid):
+            if processes.alive(process.pid):
                 self._heartbeat_stopped.add(process)
             original(reason)
 
@@ -1143,36 +1143,9 @@ class PoolEmulator:
         return self.events[-_EVIDENCE_LINES:]
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, pgrp) from /proc/<pid>/stat, or None when there is no such process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[2])
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is `pgid`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = _stat(int(entry.name))
-            if stat is not None and stat[1] == pgid and stat[0] != "Z":
-                members.append(int(entry.name))
-    return members
-
-
-def _running(pid: int) -> bool:
-    """A live process by /proc (stopped counts as alive, a zombie as dead)."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
 def _alive(process: WorkerProcess) -> bool:
     """Our own unreaped pid, or members left in its group (a zombie counts as dead, snakepit: shutdown-grace).
 
     A reaped pid is never checked by number: it may already belong to someone else.
     """
-    return process.poll() is None or (process.process_group and bool(group_members(process.pid)))
+    return process.poll() is None or (process.process_group and bool(processes.group_members(process.pid)))

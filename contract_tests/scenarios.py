@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import grpc
 
+from contract_tests import processes
 from contract_tests.client import CHANNEL_OPTIONS
 from contract_tests.datafiles import data_dir
 from contract_tests.errors import ContractViolation
@@ -69,14 +69,6 @@ def expectation(step: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
 def scenario_applies(scenario: Mapping[str, Any], profile: Profile) -> bool:
     """Whether the scenario's `applies` condition holds for this release's rules."""
     return holds(str(scenario["applies"]), profile)
-
-
-def _running(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 class FakeClock:
@@ -432,12 +424,12 @@ class ScenarioRunner:
         """What the stopped pool's workers left behind: processes (zombies count as gone) and ready files."""
         expect = step["expect"]
         if expect.get("no_worker_process"):
-            alive = [w.pid for w in self._stopped if w.proc is not None and _running(w.pid)]
+            alive = [w.pid for w in self._stopped if w.proc is not None and processes.alive(w.pid)]
             self._check(index, step, "worker processes alive", [], alive)
         if expect.get("no_spawned_child"):
             children = [o.routed.reply.value["pid"] for o in self._spawned if o.routed is not None
                         and isinstance(o.routed.reply.value, dict) and isinstance(o.routed.reply.value.get("pid"), int)]
-            self._check(index, step, "spawned child processes alive", [], [p for p in children if _running(p)])
+            self._check(index, step, "spawned child processes alive", [], [p for p in children if processes.alive(p)])
         if expect.get("no_ready_file"):
             left = [str(w.ready_file) for w in self._stopped if w.ready_file is not None and w.ready_file.exists()]
             self._check(index, step, "ready files left", [], left)

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 import pytest
 
-from contract_tests import cli, ownership
+from contract_tests import cli, ownership, processes
 from contract_tests.errors import render
 from contract_tests.verdicts import grpc_status
 
@@ -252,7 +252,7 @@ def test_sweep_kills_a_worker_whose_owner_is_dead() -> None:
     dead.wait()
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     env = dict(os.environ)
-    orphan = subprocess.Popen(sleeper, env={**env, ownership.OWNER_ENV: f"{ownership.boot_id()}/{dead.pid}/1"})
+    orphan = subprocess.Popen(sleeper, env={**env, ownership.OWNER_ENV: f"{processes.boot_id()}/{dead.pid}/1"})
     owned = subprocess.Popen(sleeper, env={**env, ownership.OWNER_ENV: ownership.owner_identity()})
     try:
         deadline = time.monotonic() + 10
@@ -275,13 +275,20 @@ def test_sweep_spares_a_live_owner(tmp_path: Path) -> None:
     mine.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    theirs = tmp_path / f"{ownership.TEMP_PREFIX}{ownership.boot_id()[:8]}.{dead.pid}.1-dead"
+    theirs = tmp_path / f"{ownership.TEMP_PREFIX}{processes.boot_id()[:8]}.{dead.pid}.1-dead"
     theirs.mkdir()
     other = tmp_path / f"{ownership.TEMP_PREFIX}not-an-owner"
     other.mkdir()
+    # Named after another boot: removed if made before this boot, kept if made since (a clock change renames it).
+    before_boot = tmp_path / f"{ownership.TEMP_PREFIX}00000000.1.1-earlier-boot"
+    before_boot.mkdir()
+    os.utime(before_boot, (processes.booted_at() - 3600,) * 2)
+    since_boot = tmp_path / f"{ownership.TEMP_PREFIX}00000000.1.1-renamed-boot"
+    since_boot.mkdir()
     swept = ownership.sweep_dead_runs(tmp_path)
-    assert swept.folders == (theirs.name,)
-    assert mine.exists() and other.exists() and not theirs.exists()
+    assert sorted(swept.folders) == sorted([theirs.name, before_boot.name])
+    assert mine.exists() and other.exists() and since_boot.exists() and not theirs.exists()
+    assert not before_boot.exists()
 
 
 def test_a_grpc_status_is_shown_with_its_details_and_trailing_metadata() -> None:

@@ -8,17 +8,16 @@ request and the raw stub, so the client's cost is the same for every target.
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import grpc
 import grpc.experimental
 
+from contract_tests import processes
 from contract_tests.bench.stats import percentile
 from contract_tests.client import CHANNEL_OPTIONS
 from contract_tests.errors import WorkerStartError
@@ -124,26 +123,6 @@ class Sample:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def rss_mib(pid: int) -> float | None:
-    """VmRSS of a live process, from /proc/<pid>/status, in MiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds a live process has used, from /proc/<pid>/stat (10 ms ticks)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _ready_s(worker: WorkerProcess, spawned_at: float, timeout_s: float) -> float:
     """Seconds from spawn to readiness, at 1 ms resolution.
 
@@ -204,22 +183,22 @@ def _calls(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, fl
     for done in range(2, max(settings.warmup, 100) + 1):
         call(request, timeout=10, metadata=metadata)
         if done == 100:
-            figures["rss_after_100_mib"] = rss_mib(worker.pid) or 0.0
+            figures["rss_after_100_mib"] = processes.rss_mib(worker.pid) or 0.0
     latencies = []
-    cpu_before = cpu_s(worker.pid)
+    cpu_before = processes.cpu_s(worker.pid)
     started = time.perf_counter_ns()
     for _ in range(settings.calls):
         before = time.perf_counter_ns()
         call(request, timeout=10, metadata=metadata)
         latencies.append(time.perf_counter_ns() - before)
     elapsed_ns = time.perf_counter_ns() - started
-    cpu_after = cpu_s(worker.pid)
+    cpu_after = processes.cpu_s(worker.pid)
     if cpu_before is not None and cpu_after is not None:
         figures["cpu_us_per_call"] = (cpu_after - cpu_before) / settings.calls * 1e6
     for q in (50, 90, 99):
         figures[f"p{q}_us"] = percentile(latencies, q) / 1000
     figures["calls_per_s"] = settings.calls / (elapsed_ns / 1e9)
-    figures["rss_after_n_mib"] = rss_mib(worker.pid) or 0.0
+    figures["rss_after_n_mib"] = processes.rss_mib(worker.pid) or 0.0
     figures["rss_growth_mib"] = figures["rss_after_n_mib"] - figures["rss_after_100_mib"]
 
 
@@ -247,10 +226,10 @@ def _stream(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, f
     with grpc.insecure_channel(worker.client.target, options=STREAM_CHANNEL_OPTIONS) as channel:
         stub = pb_grpc.BridgeServiceStub(channel)
         _stream_once(worker, stub, min(100, settings.stream_chunks))
-        cpu_before = cpu_s(worker.pid)
+        cpu_before = processes.cpu_s(worker.pid)
         runs = sorted((_stream_once(worker, stub, settings.stream_chunks) for _ in range(settings.stream_runs)),
                       key=lambda run: run[0] / run[2])
-        cpu_after = cpu_s(worker.pid)
+        cpu_after = processes.cpu_s(worker.pid)
     received, data_bytes, elapsed = runs[len(runs) // 2]
     figures["stream_chunks_per_s"] = received / elapsed
     figures["stream_mb_per_s"] = data_bytes / elapsed / 1e6
@@ -260,7 +239,7 @@ def _stream(worker: WorkerProcess, settings: BenchSettings, figures: dict[str, f
 
 def _payload(worker: WorkerProcess, size: int, calls: int, warmups: int) -> tuple[float, float | None]:
     """contract.echo of a `size`-byte string: bytes sent per second of round trip (median call), in MB/s,
-    and the worker's CPU time per timed call in µs (None where /proc has no figure)."""
+    and the worker's CPU time per timed call in µs (None where the OS gives no figure)."""
     client = worker.client
     assert client is not None
     request, headers = client.tool_request("contract.echo", {"data": "x" * size})
@@ -268,14 +247,14 @@ def _payload(worker: WorkerProcess, size: int, calls: int, warmups: int) -> tupl
     cpu_before: float | None = None
     for i in range(calls + warmups):
         if i == warmups:
-            cpu_before = cpu_s(worker.pid)
+            cpu_before = processes.cpu_s(worker.pid)
         started = time.perf_counter()
         reply = client.stub.ExecuteTool(request, timeout=120, metadata=headers or None)
         if i >= warmups:
             times.append(time.perf_counter() - started)
         if not reply.success:
             raise RuntimeError(f"contract.echo of {size} bytes failed: {reply.error_message[:200]}")
-    cpu_after = cpu_s(worker.pid)
+    cpu_after = processes.cpu_s(worker.pid)
     cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / calls * 1e6
     return size / percentile(times, 50) / 1e6, cpu
 

@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from pathlib import Path
 
 import pytest
 
+from contract_tests import processes
 from contract_tests.clause import clause
 from contract_tests.clauses.conftest import MakePool, RunScenario
 from contract_tests.errors import expect
 from contract_tests.launcher import WorkerProcess
 from contract_tests.plugin import Launch, Settings
-from contract_tests.pool import PoolEmulator, group_members
+from contract_tests.pool import PoolEmulator
 from contract_tests.profiles import Profile
 
 # How long a worker may tolerate an Elixir side that never answered its Heartbeat (docs/contract.md §1).
 STARTUP_TOLERANCE_S = 60.0
-
-
-def _tcp_sockets() -> list[tuple[int, str, str]]:
-    """(local port, state, inode) of every TCP socket of this network namespace."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            found.append((int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]))
-    return found
-
-
-def _listening_ports() -> set[int]:
-    return {port for port, state, _ in _tcp_sockets() if state == "0A"}
-
-
-def _socket_ports(pids: list[int]) -> set[int]:
-    """Local ports of the TCP sockets these processes hold open (empty where their fds cannot be read)."""
-    inodes = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if (target := os.readlink(fd)).startswith("socket:["):
-                        inodes.add(target[8:-1])
-    return {port for port, _, inode in _tcp_sockets() if inode in inodes}
 
 
 def _heartbeats_answered(pool: PoolEmulator, workers: list[WorkerProcess]) -> bool:
@@ -53,8 +25,8 @@ def _heartbeats_answered(pool: PoolEmulator, workers: list[WorkerProcess]) -> bo
     peers = pool.host.answered_peers("Heartbeat")
     ports = {int(peer.rsplit(":", 1)[1]) for peer in peers}
     for worker in workers:
-        pids = group_members(worker.pid) if worker.pgid() == worker.pid else [worker.pid]
-        held = _socket_ports(pids)
+        pids = processes.group_members(worker.pid) if worker.pgid() == worker.pid else [worker.pid]
+        held = processes.socket_ports(pids)
         if held and not held & ports:
             return False
     return len(peers) >= len(workers)
@@ -85,11 +57,12 @@ def test_stop_leaves_no_listening_port(make_pool: MakePool) -> None:
     pool = make_pool(size=2)
     ports = {pool.worker(w).port for w in pool.worker_ids()}
     pool.stop()
-    still = sorted(p for p in ports & _listening_ports() if p is not None)
+    still = sorted(p for p in ports & processes.listening_ports() if p is not None)
     expect(not still, "worker ports after the pool stopped", "none listening", still)
 
 
 @clause("CLEANUP-009")
+@pytest.mark.reads_process_environments  # what a worker left behind is found by the tag in its environment
 @pytest.mark.not_in_container("every process of the container dies with its PID 1, so nothing a worker started "
                               "can outlive it there")
 def test_graceful_stop_leaves_no_process(launch: Launch, profile: Profile) -> None:

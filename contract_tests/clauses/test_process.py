@@ -6,11 +6,11 @@ import contextlib
 import os
 import signal
 import time
-from pathlib import Path
 
 import grpc
 import pytest
 
+from contract_tests import processes
 from contract_tests.clause import clause, requires_tools
 from contract_tests.client import CHANNEL_OPTIONS
 from contract_tests.errors import ContractViolation, WorkerStartError, expect
@@ -34,30 +34,6 @@ def _started(launch: Launch, **overrides: object) -> WorkerProcess:
             raise  # a worker that cannot start at all: judged once, by the clauses of the step that failed
         # from None: the start error already carries the exit status and output; its traceback is the harness's.
         raise ContractViolation("the worker did not start as Snakepit launches it", "ready", str(err)) from None
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                inodes.add(fields[9])
-    return inodes
-
-
-def _socket_owners(inodes: set[str]) -> set[int]:
-    owners = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
-        except OSError:
-            continue
-        if any(f"socket:[{inode}]" in links for inode in inodes):
-            owners.add(int(proc.name))
-    return owners
 
 
 @clause("PROC-001")
@@ -153,7 +129,7 @@ def test_ready_within_deadline(launch: Launch, contract_settings: Settings, prof
 @clause("PROC-008")
 def test_spawned_pid_is_the_worker(worker: WorkerProcess) -> None:
     assert worker.port is not None
-    owners = _socket_owners(_listening_inodes(worker.port))
+    owners = processes.listening_owners(worker.port)
     group = {p for p in owners if _pgid(p) == worker.pid} if worker.process_group else set()
     expect(worker.is_alive(), "the spawned process exited (fork-and-exit?)", "alive", worker.poll())
     expect(worker.pid in owners or group, f"owner of listening port {worker.port}",
@@ -272,13 +248,16 @@ def test_reachable_on_ipv4_loopback(launch: Launch) -> None:
 
 @clause("PROC-016")
 def test_keeps_run_id_in_command_line(worker: WorkerProcess, profile: Profile) -> None:
-    cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    cmdline = processes.command_line(worker.pid)
+    if cmdline is None:
+        raise ContractViolation(f"the command line of process {worker.pid}", "readable while the worker runs",
+                                f"process gone (exit status {worker.poll()})")
     pairs = [("--snakepit-run-id", worker.spec.run_id)]
     if profile.sends_instance_flags:
         pairs.append(("--snakepit-instance-name", worker.spec.instance_name))
     for flag, value in pairs:
         found = any(cmdline[i] == flag and cmdline[i + 1] == value for i in range(len(cmdline) - 1))
-        expect(found, f"{flag} in /proc/{worker.pid}/cmdline", f"{flag} {value}", " ".join(cmdline))
+        expect(found, f"{flag} in the command line of process {worker.pid}", f"{flag} {value}", " ".join(cmdline))
 
 
 @clause("PROC-017")
