@@ -106,7 +106,8 @@ def test_propagates_correlation_id(client: WorkerClient, host: HostEmulator) -> 
         expect(calls, "contract.call_elixir made no ExecuteElixirTool call to the Elixir side", "one call",
                f"none; the worker answered: {_answer(reply)}")
         request = calls[-1].request_as(pb.ExecuteElixirToolRequest)
-        seen = calls[-1].metadata.get(CORRELATION_HEADER) or request.metadata.get("correlation_id")
+        # As Snakepit reads it (snakepit: correlation-id): the request metadata first, else the header.
+        seen = request.metadata.get("correlation_id") or calls[-1].metadata.get(CORRELATION_HEADER)
         expect(seen == correlation_id, "correlation id on the call into Elixir", correlation_id, seen)
 
 
