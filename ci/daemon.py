@@ -4,6 +4,10 @@ Everything lives under one directory (default /var/tmp/snakepit-contract-engine,
 $SNAKEPIT_CONTRACT_ENGINE_DIR): docker.sock, root/ (data-root), exec/ (exec-root), dockerd.pid, dockerd.log.
 A daemon this module starts is recorded in started-by-bootstrap.json; a daemon running without that record
 (for instance one started by hand) is used but never stopped.
+
+Linux only, by nature: dockerd, its mounts and `umount` are Linux's, and the containers tier needs the containers'
+processes to be this kernel's. It reads /proc itself rather than through contract_tests/processes.py (psutil)
+because it runs under the machine's python3 before any environment with the kit's dependencies exists.
 """
 
 from __future__ import annotations
