@@ -11,12 +11,15 @@ from contract_tests.clause import clause, requires_tools
 from contract_tests.client import StreamResult, WorkerClient
 from contract_tests.codec import is_json, parse_error, strict_json_loads
 from contract_tests.errors import expect
+from contract_tests.launcher import WorkerProcess
 from contract_tests.plugin import Settings
 
 STREAM = "contract.stream"
 # How soon a cancelled stream's producer must be seen stopped (the bound RPC-011 sets for unary calls); a
 # requirement, so --timeout-scale never stretches it (Settings.judged_s).
 STOP_BOUND_S = 1.0
+# How long a worker is watched after an unknown streaming tool: as long as RPC-010 watches one after a cancel.
+AFTER_UNKNOWN_WATCH_S = 2.0
 
 
 def _stream(client: WorkerClient, count: int = 5, **params: Any) -> StreamResult:
@@ -147,12 +150,18 @@ def _chunks_produced(client: WorkerClient) -> int:
 
 
 @clause("STREAM-012")
-def test_unknown_streaming_tool(client: WorkerClient) -> None:
+def test_unknown_streaming_tool(worker: WorkerProcess, contract_settings: Settings) -> None:
+    client = worker.client
+    assert client is not None
     result = client.stream("contract.no-such-stream", {}, timeout=10)
     expect(result.code is not grpc.StatusCode.DEADLINE_EXCEEDED, "unknown streaming tool", "a prompt end",
            "no end within 10 s")
     expect(result.code is not grpc.StatusCode.OK or not result.payload_chunks, "unknown streaming tool",
            "an error status or no payload", f"{len(result.payload_chunks)} payload chunks")
+    # Watched a while, not glanced at: a worker whose clean-up of the failed stream kills it a second later fails.
+    status = worker.wait_exit(AFTER_UNKNOWN_WATCH_S * contract_settings.timeout_scale)
+    expect(status is None, "worker after an unknown streaming tool", f"alive {AFTER_UNKNOWN_WATCH_S:.0f} s later",
+           f"exit status {status}")
     client.ping("after-unknown-stream")
 
 

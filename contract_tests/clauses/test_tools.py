@@ -18,7 +18,9 @@ from contract_tests.clause import clause, requires_tools
 from contract_tests.client import WorkerClient
 from contract_tests.codec import STRING_VALUE_TYPE_URL, ToolReply, encode_json, is_json
 from contract_tests.errors import ContractViolation, expect
+from contract_tests.launcher import WorkerProcess
 from contract_tests.payloads import catalogue_cases, json_values
+from contract_tests.plugin import Settings
 from contract_tests.profiles import Profile
 
 MIB = 1024 * 1024
@@ -293,9 +295,15 @@ STRAINING = {
 }
 
 
+# How long a worker is watched after the parameters of TOOL-019: as long as RPC-010 watches one after a cancel.
+AFTER_INVALID_WATCH_S = 2.0
+
+
 @clause("TOOL-019")
 @requires_tools("contract.echo")
-def test_invalid_json_parameter(client: WorkerClient) -> None:
+def test_invalid_json_parameter(worker: WorkerProcess, contract_settings: Settings) -> None:
+    client = worker.client
+    assert client is not None
     for what, text in UNDECODABLE.items():
         request, headers = client.tool_request("contract.echo")
         request.parameters["broken"].CopyFrom(any_pb2.Any(type_url=STRING_VALUE_TYPE_URL, value=text))
@@ -312,6 +320,10 @@ def test_invalid_json_parameter(client: WorkerClient) -> None:
         except grpc.RpcError as err:
             raise ContractViolation(f"a {what} JSON parameter", "status OK (success either way)",
                                     err.code().name) from err
+    # Watched a while, not glanced at: "no crash" includes one a second after the answer.
+    status = worker.wait_exit(AFTER_INVALID_WATCH_S * contract_settings.timeout_scale)
+    expect(status is None, "worker after the invalid and straining parameters",
+           f"alive {AFTER_INVALID_WATCH_S:.0f} s later", f"exit status {status}")
     client.ping("after-invalid-json")
 
 
