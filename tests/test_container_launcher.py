@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from contract_tests import cli
+from contract_tests import cli, processes
 from contract_tests.clause import TESTS
 from contract_tests.errors import HarnessError, WorkerStartError
 from contract_tests.host import HostEmulator
@@ -38,10 +38,6 @@ IMAGE = os.environ.get("SNAKEPIT_CONTRACT_TEST_IMAGE", "snakepit-contract/refere
 REPO = Path(__file__).resolve().parent.parent
 MUTANT_DIR = REPO / "fixtures" / "mutants"
 MUTANT_REPOSITORY = "snakepit-contract-test/mutant"
-
-
-def _boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def _container_spec(profile: Any = SNAKEPIT_0_13, **overrides: Any) -> WorkerSpec:
@@ -90,7 +86,7 @@ def test_owner_identity_tells_a_dead_or_reused_pid() -> None:
     assert not container.owner_is_gone(container.owner_identity(), running=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    assert container.owner_is_gone(f"{_boot_id()}/{dead.pid}/1", running=True)
+    assert container.owner_is_gone(f"{processes.boot_id()}/{dead.pid}/1", running=True)
     me = container.owner_identity().rsplit("/", 1)[0]
     assert container.owner_is_gone(f"{me}/0", running=True)  # pid reused by another process: start time differs
     assert container.owner_is_gone("not-an-identity", running=False)
@@ -105,9 +101,8 @@ def test_killed_owner_not_yet_reaped_is_gone() -> None:
         identity = container.owner_identity(owner.pid)
         assert not container.owner_is_gone(identity, running=True)
         owner.kill()
-        stat = Path(f"/proc/{owner.pid}/stat")
         deadline = time.monotonic() + 10
-        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        while processes.alive(owner.pid):  # killed, not reaped: a zombie
             assert time.monotonic() < deadline, "the killed process never became a zombie"
             time.sleep(0.01)
         assert container.owner_is_gone(identity, running=True)
@@ -173,8 +168,7 @@ def test_container_worker_starts_answers_and_stops_on_sigterm(image: str, host: 
         labelled = _containers(f"{container.OWNER_LABEL}={container.owner_identity()}")
         assert [c["Id"][:12] for c in labelled] == [worker.container.id]
         assert labelled[0]["Labels"][container.RUN_LABEL] == container.run_label()
-        assert Path(f"/proc/{worker.pid}/cmdline").read_bytes().split(b"\0")[:3] == [b"python3", b"-m",
-                                                                                    b"reference_worker"]
+        assert (processes.command_line(worker.pid) or [])[:3] == ["python3", "-m", "reference_worker"]
         assert not worker.process_group  # the engine stops a container as a whole
         result = worker.stop()
     assert (result.exit_status, result.killed) == (0, False)
@@ -230,7 +224,7 @@ def test_sweep_removes_only_containers_of_dead_owners(image: str) -> None:
     engine = container.client()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    owners = {"dead": f"{_boot_id()}/{dead.pid}/1", "live": container.owner_identity()}
+    owners = {"dead": f"{processes.boot_id()}/{dead.pid}/1", "live": container.owner_identity()}
     made = {name: engine.containers.create(image, labels={container.RUN_LABEL: "sweep-test",
                                                           container.OWNER_LABEL: owner})
             for name, owner in owners.items()}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract_tests import processes
 from contract_tests.errors import WorkerStartError
 from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV, WorkerProcess, WorkerSpec, new_run_id, reap_tagged
 from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
@@ -114,14 +115,6 @@ def test_sigterm_ignorer_is_killed_after_grace(tmp_path: Path) -> None:
     assert result.killed and result.exit_status == -9 and 0.4 < result.elapsed_s < 3
 
 
-def _state(pid: int) -> str | None:
-    """The process state letter from /proc, or None once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return None
-
-
 def test_reaper_kills_tagged_strays(tmp_path: Path) -> None:
     """Ensure a grandchild that outlived its worker is found by its run tag and killed."""
     pid_file = tmp_path / "grandchild.pid"
@@ -136,8 +129,8 @@ def test_reaper_kills_tagged_strays(tmp_path: Path) -> None:
     stray = int(pid_file.read_text())
     assert stray in reap_tagged()
     deadline = time.monotonic() + 5
-    while _state(stray) not in (None, "Z") and time.monotonic() < deadline:
+    while processes.alive(stray) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _state(stray) in (None, "Z")
+    assert not processes.alive(stray)
     worker.stop()
     assert not os.path.exists(worker.tmp_dir)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from contract_tests import processes
 from contract_tests.host import HostEmulator
 from contract_tests.launcher import WorkerSpec
 from contract_tests.pool import PoolEmulator, PoolError, PoolTimings, Routed
@@ -50,26 +51,6 @@ def _until(condition: Callable[[], bool], pool: PoolEmulator, timeout: float = 5
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s\n" + "\n".join(pool.events[-40:]))
         time.sleep(0.005)
-
-
-def _running(pid: int) -> bool:
-    """A live, non-zombie process with this pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-def _in_group(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            stat = entry.joinpath("stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
 
 
 def _other(pool: PoolEmulator, worker_id: str) -> str:
@@ -270,7 +251,7 @@ def test_crash_restarts_in_its_slot_and_sessions_move(profile: Profile) -> None:
         assert (moved.worker_id, moved.preferred_state) == (_other(pool, home), "missing")
         assert pool.host.store.peek_session(sid).last_worker_id == moved.worker_id  # type: ignore[union-attr]
         assert pool.wait_restarted(home, timeout=10) == home  # Worker.Starter keeps the worker id
-        assert pool.worker(home).pid != old_pid and not _running(old_pid)
+        assert pool.worker(home).pid != old_pid and not processes.alive(old_pid)
         back = pool.execute_in_session(sid, "contract.whoami")  # the affinity cache still names `home`
         assert back.worker_id == home and back.reply.value["pid"] == pool.worker(home).pid
         assert any("Worker.Starter restarts" in line for line in pool.events)
@@ -453,10 +434,10 @@ def test_wire_session_id_per_profile(profile: Profile) -> None:
 def test_stop_leaves_no_process_group_or_file(profile: Profile) -> None:
     """Ensure stop() ends in-flight calls and leaves no process, group member, ready file or temp dir; twice is fine."""
     with _pool(profile) as pool, ThreadPoolExecutor(1) as ex:
-        processes = [pool.worker(w) for w in pool.worker_ids()]
-        pids = [p.pid for p in processes]
-        groups = [p.pid for p in processes if p.process_group]
-        dirs = [p.tmp_dir for p in processes]  # holds the ready file at 0.13
+        workers = [pool.worker(w) for w in pool.worker_ids()]
+        pids = [p.pid for p in workers]
+        groups = [p.pid for p in workers if p.process_group]
+        dirs = [p.tmp_dir for p in workers]  # holds the ready file at 0.13
         assert all(d.is_dir() for d in dirs) and bool(groups) == (profile is SNAKEPIT_0_13)
         inflight = ex.submit(pool.execute, "contract.sleep", {"seconds": 5})
         _until(lambda: any(pool.busy(w) for w in pool.worker_ids()), pool)
@@ -468,8 +449,8 @@ def test_stop_leaves_no_process_group_or_file(profile: Profile) -> None:
         assert ended.value.kind == "pool_stopped"
     assert set(results) == set(pool.worker_ids()) and pool.stop() == results
     assert all(r.exit_status in (0, -signal.SIGTERM) and not r.killed for r in results.values())
-    assert not [pid for pid in pids if _running(pid)]
-    assert not [member for pgid in groups for member in _in_group(pgid)]
+    assert not [pid for pid in pids if processes.alive(pid)]
+    assert not [member for pgid in groups for member in processes.group_members(pgid)]
     assert not [d for d in dirs if d.exists()]
     with pytest.raises(PoolError, match="pool_stopped"):
         pool.execute("contract.whoami")
@@ -481,7 +462,7 @@ def test_ctrl_c_inside_the_pool_stops_it() -> None:
     with pytest.raises(KeyboardInterrupt), _pool(SNAKEPIT_0_13) as pool:
         pids.extend(pool.worker(w).pid for w in pool.worker_ids())
         raise KeyboardInterrupt
-    assert pids and not [pid for pid in pids if _running(pid)]
+    assert pids and not [pid for pid in pids if processes.alive(pid)]
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 import pytest
 
 from contract_tests import cli, ownership, processes
@@ -60,17 +61,8 @@ def _owned_by_dead_or_me(tmp_path: Path) -> list[str]:
 
 
 def _processes_running(command_part: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if command_part in cmdline and state != "Z":
-                found.append(int(entry.name))
-    return found
+    return [pid for pid in psutil.pids()
+            if processes.alive(pid) and command_part in " ".join(processes.command_line(pid) or [])]
 
 
 def test_unstartable_worker_is_judged_once_in_seconds(tmp_path: Path) -> None:
@@ -256,8 +248,7 @@ def test_sweep_kills_a_worker_whose_owner_is_dead() -> None:
     owned = subprocess.Popen(sleeper, env={**env, ownership.OWNER_ENV: ownership.owner_identity()})
     try:
         deadline = time.monotonic() + 10
-        while ownership.OWNER_ENV.encode() not in Path(f"/proc/{orphan.pid}/environ").read_bytes() \
-                and time.monotonic() < deadline:
+        while processes.environment_value(orphan.pid, ownership.OWNER_ENV) is None and time.monotonic() < deadline:
             time.sleep(0.01)  # until the child's environment is its own, after exec
         swept = ownership.sweep_dead_runs()
         # Another run on the machine may sweep the orphan first; either way it is killed, and only it.
