@@ -155,7 +155,8 @@ AFTER_CANCEL_WATCH_S = 2.0
 
 @clause("RPC-010")
 @requires_tools("contract.sleep")
-def test_survives_cancelled_call(worker: WorkerProcess, contract_settings: Settings) -> None:
+def test_survives_cancelled_call(worker: WorkerProcess, contract_settings: Settings,
+                                 catalogue: frozenset[str] | str) -> None:
     assert worker.client is not None
     call = worker.client.execute_future("contract.sleep", {"seconds": 10})
     time.sleep(0.3)
@@ -165,6 +166,18 @@ def test_survives_cancelled_call(worker: WorkerProcess, contract_settings: Setti
     expect(status is None, "worker after a cancelled call", f"alive {AFTER_CANCEL_WATCH_S:.0f} s later",
            f"exit status {status}")
     worker.client.ping("after-cancel")
+    if "contract.stream" not in catalogue:
+        return  # a worker without streaming tools has no streaming call to cancel
+    # A streaming call cancelled after its first chunk: its clean-up runs on another path than a unary call's.
+    stream = worker.client.stream_call("contract.stream", {"count": 1000, "interval_ms": 50}, timeout=30)
+    with contextlib.suppress(grpc.RpcError):
+        for _ in stream:
+            break
+    stream.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves Call.cancel untyped
+    status = worker.wait_exit(AFTER_CANCEL_WATCH_S * contract_settings.timeout_scale)
+    expect(status is None, "worker after a cancelled streaming call", f"alive {AFTER_CANCEL_WATCH_S:.0f} s later",
+           f"exit status {status}")
+    worker.client.ping("after-stream-cancel")
 
 
 
