@@ -26,6 +26,8 @@ VARIANTS = {
     "exits_zero_when_orphaned": ("snakepit-0.13", ["PROC-014"]),
     "heartbeat_answers_in_three_seconds": ("snakepit-0.13", ["RPC-003"]),
     "no_binary_result_at_06": ("snakepit-0.6", ["TOOL-021"]),
+    "correlation_in_header_only": ("snakepit-0.13", ["CALLBACK-004"]),
+    "helper_started_at_first_call_stopped": ("snakepit-0.6", ["CLEANUP-009"]),
     "results_ascii_escaped": ("snakepit-0.13", ["TOOL-003", "TOOL-004", "TOOL-005", "TOOL-006", "TOOL-007",
                                                 "TOOL-021", "STREAM-004", "STREAM-008"]),
 }
