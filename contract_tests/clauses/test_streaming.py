@@ -74,8 +74,10 @@ def test_final_chunk_is_last(client: WorkerClient) -> None:
 @clause("STREAM-006")
 @requires_tools(STREAM)
 def test_exactly_one_final_chunk(client: WorkerClient) -> None:
-    result = _stream(client)
-    expect(len(result.final_chunks) == 1, "is_final chunks", "exactly 1", len(result.final_chunks))
+    for count in (5, 0):  # an empty stream ends with its final chunk too
+        result = _stream(client, count=count)
+        expect(len(result.final_chunks) == 1, f"is_final chunks of a stream of {count} items", "exactly 1",
+               len(result.final_chunks))
 
 
 @clause("STREAM-007")
