@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         fresh = Path(scratch) / "proto"
         generate(fresh)
         stale = [
-            f"{stub_dir.relative_to(PROTO_DIR.parent)}/{name}"
+            f"{stub_dir.parent.name}/{stub_dir.name}/{name}"
             for stub_dir in STUB_DIRS
             for name in differences(fresh, stub_dir)
         ]

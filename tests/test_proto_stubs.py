@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from contract_tests.proto import snakepit_bridge_pb2 as pb
 
@@ -24,6 +27,20 @@ def _generator() -> ModuleType:
 def test_committed_stubs_match_a_fresh_generation() -> None:
     """Ensure the stubs are exactly what protos/generate.py makes from the .proto today."""
     assert _generator().main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("copy", [0, 1], ids=["kit", "reference-worker"])
+def test_check_fails_on_one_stale_byte_in_either_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], copy: int) -> None:
+    """Ensure --check compares both copies byte for byte: one byte more in one stub file fails it, naming the file."""
+    generator = _generator()
+    copies = [Path(shutil.copytree(stub_dir, tmp_path / str(n) / "proto", ignore=shutil.ignore_patterns("__pycache__")))
+              for n, stub_dir in enumerate(generator.STUB_DIRS)]
+    stale = copies[copy] / "snakepit_bridge_pb2_grpc.py"
+    stale.write_bytes(stale.read_bytes() + b"\n")
+    monkeypatch.setattr(generator, "STUB_DIRS", tuple(copies))
+    assert generator.main(["--check"]) == 1
+    assert f"{copy}/proto/snakepit_bridge_pb2_grpc.py" in capsys.readouterr().err
 
 
 def test_service_has_snakepits_eleven_rpcs() -> None:
