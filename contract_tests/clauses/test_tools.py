@@ -92,7 +92,8 @@ def test_result_is_json(client: WorkerClient, catalogue: frozenset[str] | str) -
 @clause("TOOL-004")
 @requires_tools("contract.echo", "contract.add")
 def test_integers_stay_integers(client: WorkerClient) -> None:
-    _round_trip(client, ["int", "negative_int", "zero", "big_int"])
+    # Beyond int64 too: Elixir integers are unbounded and Jason writes them exactly.
+    _round_trip(client, ["int", "negative_int", "zero", "big_int", "huge_int", "huge_negative_int"])
     total = _ok(client.execute("contract.add", {"a": 40, "b": 2}), "contract.add")
     expect(_typed(total) == ("int", 42), "contract.add 40 + 2", "42", json.dumps(total))
 
