@@ -32,6 +32,7 @@ from contract_tests import clauses, worker_coverage
 from contract_tests.bench import command as bench_command
 from contract_tests.clause import REGISTRY, TESTS, Clause, Level
 from contract_tests.e2e import command as e2e_command
+from contract_tests.e2e import explore_command
 from contract_tests.errors import WorkerUnreachable
 from contract_tests.profiles import (
     DEFAULT_PROFILE,
@@ -122,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--snakepit-sources", type=Path,
                        help="A sources directory laid out as DIR/<version>/snakepit/ (docs/e2e.md)")
     bench_command.add_parser(sub)
+    explore_command.add_parser(sub)
     return parser
 
 
@@ -458,7 +460,7 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "run": _run, "list": _list, "explain": _explain, "sources-check": _sources_check, "bench": bench_command.run,
-    "merge": _merge, "releases": _plan_releases}
+    "merge": _merge, "releases": _plan_releases, "explore": explore_command.run}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -136,6 +136,7 @@ class ScenarioRunner:
         self._own_sessions = {step["session"] for step in scenario["steps"] if "session" in step}
         self._others_expired = 0
         self.failed_steps: set[int] = set()
+        self.reached = 0  # the step running (or the last one run): where an aborted run stopped
 
     # -- running -----------------------------------------------------------------------------------
     def run(self) -> dict[str, list[ContractViolation]]:
@@ -153,6 +154,7 @@ class ScenarioRunner:
             # InitializeSession to Elixir) is not the scenario's: its stats count from here.
             self._stats_at_start = self.store.stats()
             for index, step in enumerate(self.scenario["steps"], 1):
+                self.reached = index
                 try:
                     getattr(self, f"_op_{step['op']}")(index, step)
                 except ContractViolation as violation:

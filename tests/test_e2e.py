@@ -273,3 +273,27 @@ def test_host_project_ships_in_the_wheel() -> None:
     data = pyproject["tool"]["setuptools"]["package-data"]["contract_tests.data"]
     adapter = live.BRIDGE_ADAPTER_DIR / "contract_adapter.py"
     assert adapter.is_file() and any(adapter.match(f"*/{pattern}") for pattern in data)
+
+
+EXPLORE_PROGRAMS, EXPLORE_SEED = 20, 2026
+
+
+def test_explore_fixed_seed_budget_agrees(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Ensure a small fixed-seed budget of generated programs (docs/explore.md) gives real Snakepit and the emulator
+    the same result for every clause and every step; the long run is `snakepit-contract explore`."""
+    if os.environ.get("SNAKEPIT_E2E") != "1":
+        pytest.skip("NOT-RUN: the live e2e tier runs under SNAKEPIT_E2E=1 (tox -e e2e)")
+    from contract_tests.cli import main
+
+    out = io.StringIO()
+    status = main(["explore", "--snakepit-version", sources.NEWEST, "--programs", str(EXPLORE_PROGRAMS),
+                   "--seed", str(EXPLORE_SEED), "--report-dir", str(REPORT_DIR),
+                   "--found-dir", str(REPORT_DIR / "found")], out)
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line("\n" + out.getvalue())
+    if status == 2 and "NOT-RUN" in out.getvalue():
+        pytest.skip(out.getvalue().splitlines()[0])
+    assert status == 0, out.getvalue()
+    report = json.loads((REPORT_DIR / f"explore-{sources.NEWEST}-seed{EXPLORE_SEED}.json").read_text())
+    assert report["programs"] == EXPLORE_PROGRAMS and report["agree"] == EXPLORE_PROGRAMS
