@@ -212,3 +212,25 @@ def test_no_sources_is_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                  "--found-dir", str(tmp_path / "f")], out) == 2
     assert "NOT-RUN: no Snakepit 0.13.0 sources" in out.getvalue()
     assert not (tmp_path / "f").exists()
+
+
+def test_report_says_what_was_explored_and_what_differs(tmp_path: Path) -> None:
+    """Ensure the summary and the JSON report give programs, steps, kinds, interleavings, each side's step results
+    and every divergence with both sides per step."""
+    agreeing = _program([{"op": "create_session", "session": "a"}, {"op": "sweep"}])
+    differing = _program([{"op": "get_session", "session": "a", "expect": {"exists": True}}])
+    differs = Outcome(differing, Result({"SESSION-002": FAIL}, [FAIL], {1: "expected exists = true"}),
+                      Result({"SESSION-002": PASS}, [PASS]))
+    state = explore.Shrinking(differs, differs, 1, rounds=2)
+    result = explore.Exploration("0.6.0", 4, [agreeing, differing], [_outcome(agreeing, False), differs], [state],
+                                 [tmp_path / "found.json"], 12.0)
+    out = io.StringIO()
+    explore.summary(result, out)
+    text = out.getvalue()
+    assert "2 programs, 3 steps, 3 step kinds, 1 interleavings" in text
+    assert "snakepit steps: FAIL 1, PASS 2" in text and "emulator steps: PASS 3" in text
+    assert "1 agree, 1 differ (1 reproduced and shrunk, 0 not reproduced)" in text
+    assert "snakepit=FAIL emulator=PASS  <-- differs" in text and "expected exists = true" in text
+    report = json.loads(explore.write_json(result, tmp_path).read_text())
+    assert report["interleavings"] == {"create_session -> sweep": 1}
+    assert report["divergences"][0]["shrunk"]["snakepit"]["steps"] == [FAIL]

@@ -337,10 +337,15 @@ class Exploration:
     found_files: list[Path]
     seconds: float
 
+    def step_results(self) -> dict[str, dict[str, int]]:
+        """How the steps came out on each side: a run where nothing passes explores nothing."""
+        return {"snakepit": dict(Counter(r for o in self.outcomes for r in o.snakepit.steps)),
+                "emulator": dict(Counter(r for o in self.outcomes for r in o.emulator.steps))}
+
     def as_json(self) -> dict[str, Any]:
         return {
             "snakepit_version": self.version, "seed": self.seed, "seconds": round(self.seconds, 1),
-            **coverage(self.programs),
+            **coverage(self.programs), "step_results": self.step_results(),
             "agree": sum(1 for o in self.outcomes if not o.differs),
             "divergences": [
                 {"program": s.original.program["name"], "reproduced": s.reproduced,
@@ -384,6 +389,8 @@ def summary(result: Exploration, out: TextIO) -> None:
           f"steps, {len(cover['step_kinds'])} step kinds, {len(cover['interleavings'])} interleavings "
           f"(pairs of consecutive kinds), {result.seconds:.0f} s", file=out)
     print("  step kinds: " + ", ".join(f"{k} {n}" for k, n in cover["step_kinds"].items()), file=out)
+    for label, counts in result.step_results().items():
+        print(f"  {label} steps: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())), file=out)
     reproduced = [s for s in result.shrunk if s.reproduced]
     print(f"  {sum(1 for o in result.outcomes if not o.differs)} agree, {len(result.shrunk)} differ "
           f"({len(reproduced)} reproduced and shrunk, {len(result.shrunk) - len(reproduced)} not reproduced)",
@@ -400,9 +407,9 @@ def summary(result: Exploration, out: TextIO) -> None:
             mark = "  <-- differs" if real != emulated else ""
             print(f"  {index:>3}. {step['op']} {json.dumps(args)}  snakepit={real} emulator={emulated}{mark}",
                   file=out)
-            for label, side in (("snakepit", smallest.snakepit), ("emulator", smallest.emulator)):
-                if index in side.notes:
-                    print(f"         {label}: {side.notes[index]}".replace("\n", " "), file=out)
+            for label, outcome in (("snakepit", smallest.snakepit), ("emulator", smallest.emulator)):
+                if index in outcome.notes:
+                    print(f"         {label}: {outcome.notes[index]}".replace("\n", " "), file=out)
     for path in result.found_files:
         print(f"explore: wrote {path}", file=out)
 
