@@ -69,6 +69,8 @@ defmodule SnakepitContractE2E.Store do
 
   def stats, do: SessionStore.get_stats()
 
+  def list, do: SessionStore.list_sessions()
+
   defp reason_text(reason) when is_atom(reason), do: Atom.to_string(reason)
   defp reason_text(reason), do: inspect(reason)
 end
