@@ -959,7 +959,7 @@ class PoolEmulator:
                             "only logged, the worker stays")
 
     def _watch(self) -> None:
-        """Notice workers that exit on their own (crash, contract.exit, heartbeat stop)."""
+        """Notice workers that exit on their own (crash, unprompted exit, heartbeat stop)."""
         while not self._halt.wait(_WATCH_INTERVAL_S):
             with self._cond:
                 running = [(s, s.process) for s in self._slots if s.state == "ready" and s.process is not None]

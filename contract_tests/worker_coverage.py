@@ -44,7 +44,7 @@ def prepare(command: Sequence[str], folder: Path) -> None:
                                   "pip install coverage")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / _RCFILE).write_text(
-        # patch = _exit: a worker leaving by os._exit (contract.exit, an orphaned worker) still saves its data.
+        # patch = _exit: a worker leaving by os._exit (a stop, an orphaned worker) still saves its data.
         f"[run]\nparallel = True\ndata_file = {folder / '.coverage'}\npatch = _exit\n"
         f"source =\n    {_source(command)}\n"
         # Generated protobuf and gRPC stubs are not the worker's behaviour: no clause could exercise them all.

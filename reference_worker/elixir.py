@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -43,8 +42,6 @@ _NO_ANSWER = frozenset(
         grpc.StatusCode.CANCELLED,
     }
 )
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
-_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
 
 class ElixirClient:
@@ -117,8 +114,6 @@ class ElixirClient:
         if not reply.success:
             raise ToolError("ElixirToolError", reply.error_message)
         text = reply.result.value.decode("utf-8", "replace")
-        if not text:
-            return None
         try:
             return json.loads(text)
         except ValueError:
@@ -183,52 +178,35 @@ class HeartbeatConfig:
 
 
 def load_heartbeat_config(raw: str | None) -> HeartbeatConfig:
-    """Parse SNAKEPIT_HEARTBEAT_CONFIG; bad input warns and keeps defaults: a typo must not kill workers."""
+    """Parse SNAKEPIT_HEARTBEAT_CONFIG, Snakepit's heartbeat map as Jason encodes it; unknown keys are ignored.
+
+    A bad value warns and keeps its default: a typo must not kill workers."""
     config = HeartbeatConfig()
-    if not raw:
-        return config
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG: invalid JSON (%s)", exc)
-        return config
-    if not isinstance(data, dict):
-        _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG: not a JSON object")
+        items = json.loads(raw or "{}").items()
+    except (ValueError, AttributeError):
+        _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG: not a JSON object: %r", raw)
         return config
     known = {f.name for f in fields(HeartbeatConfig)}
     changes: dict[str, Any] = {}
-    for key, value in data.items():
-        name = _snake(str(key))
-        name = "interval_ms" if name == "ping_interval_ms" else name
-        if name not in known or value is None:
+    for key, value in items:
+        if key not in known or value is None:
             continue
-        parsed = _coerce(name, value)
-        if parsed is None:
-            _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG key %s: bad value %r", key, value)
+        if _valid(key, value):
+            changes[key] = max(1, int(value)) if key == "max_missed_heartbeats" else value
         else:
-            changes[name] = parsed
+            _LOG.warning("ignoring SNAKEPIT_HEARTBEAT_CONFIG key %s: bad value %r", key, value)
     return replace(config, **changes)
 
 
-def _snake(key: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-
-
-def _coerce(name: str, value: Any) -> bool | float | int | None:
+def _valid(name: str, value: Any) -> bool:
+    """Booleans for the flags, numbers >= 0 (> 0 but for the delay) for the rest. Strings are not coerced: they
+    reach a worker only from a user's config, on which Snakepit's own monitor fails (Process.send_after)."""
     if name in ("enabled", "dependent"):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        return True if text in _TRUE else False if text in _FALSE else None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if isinstance(value, bool) or not number >= 0:  # Also rejects NaN.
-        return None
-    if number == 0 and name != "initial_delay_ms":
-        return None
-    return max(1, int(number)) if name == "max_missed_heartbeats" else number
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value > 0 or (value == 0 and name == "initial_delay_ms")
 
 
 async def heartbeat_watchdog(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -167,11 +168,8 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, on_eof: Callable[[], None]) ->
         return False
 
     def drain() -> None:
-        try:
-            while os.read(0, 65536):
-                pass
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # a read error ends the watch as EOF does
+            collections.deque(iter(functools.partial(os.read, 0, 65536), b""), maxlen=0)  # read until EOF
         _LOG.warning("stdin reached EOF: Snakepit is gone, shutting down")
         with contextlib.suppress(RuntimeError):  # The loop already closed: the process is exiting anyway.
             loop.call_soon_threadsafe(on_eof)

@@ -12,13 +12,11 @@ from typing import Any, NamedTuple, TypeAlias
 
 import grpc
 
-from .elixir import CORRELATION_HEADER, ElixirClient
+from .elixir import ElixirClient
 from .errors import ToolError
 from .proto import snakepit_bridge_pb2 as pb
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-# contract.exit must let its own reply leave the process before os._exit.
-MIN_EXIT_DELAY_S = 0.05
 
 
 @dataclass
@@ -78,14 +76,9 @@ class Call:
         return session if isinstance(session, str) and session else self.request.session_id
 
     def correlation_id(self) -> str | None:
-        """`metadata["correlation_id"]`, else the `x-snakepit-correlation-id` header, else None."""
-        found = self.request.metadata.get("correlation_id")
-        if found:
-            return found
-        for key, value in self.context.invocation_metadata() or ():
-            if key == CORRELATION_HEADER:
-                return str(value)
-        return None
+        """`metadata["correlation_id"]`, else None. Snakepit sends the id there and in the `x-snakepit-correlation-id`
+        header alike (both from 0.7.0), so the header adds nothing."""
+        return self.request.metadata.get("correlation_id") or None
 
 
 class BinaryResult(NamedTuple):
@@ -101,7 +94,7 @@ _MISSING: Any = object()
 
 
 def _param(call: Call, key: str, kinds: tuple[type, ...], default: Any = _MISSING) -> Any:
-    """A typed parameter; bools never pass as numbers; null means the default when there is one.
+    """A typed parameter; bools never pass as numbers, nor floats as integers; null means the default if any.
 
     Missing (without a default) or mistyped → InvalidParameters.
     """
@@ -110,8 +103,6 @@ def _param(call: Call, key: str, kinds: tuple[type, ...], default: Any = _MISSIN
         if default is _MISSING:
             raise ToolError("InvalidParameters", f"missing parameter {key!r}")
         return default
-    if type(value) is float and int in kinds and float not in kinds and value.is_integer():
-        value = int(value)
     if not isinstance(value, kinds) or (type(value) is bool and bool not in kinds):
         raise ToolError("InvalidParameters", f"parameter {key!r} has the wrong type: {value!r}")
     return value
@@ -279,16 +270,6 @@ async def register_tools(call: Call) -> Any:
     return await _elixir(call).register_tools(call.session, list(CATALOGUE), call.correlation_id())
 
 
-async def exit_process(call: Call) -> Any:
-    """Reply, then leave with the requested status: lets the suite test how crashes are seen."""
-    code = _param(call, "code", (int,), 1)
-    if not 0 <= code <= 255:
-        raise ToolError("InvalidParameters", f"exit code must be 0-255, not {code}")
-    delay_s = max(_natural(call, "delay_ms", 0) / 1000, MIN_EXIT_DELAY_S)
-    asyncio.get_running_loop().call_later(delay_s, os._exit, code)
-    return {"exiting": code}
-
-
 async def spawn_child(call: Call) -> Any:
     """Start a long-sleeping child process, as workers that run subprocesses do; returns its pid."""
     child = await asyncio.create_subprocess_exec(
@@ -316,7 +297,6 @@ UNARY: dict[str, UnaryTool] = {
     "contract.program.drop": program_drop,
     "contract.call_elixir": call_elixir,
     "contract.register_tools": register_tools,
-    "contract.exit": exit_process,
     "contract.spawn_child": spawn_child,
 }
 CATALOGUE: tuple[str, ...] = tuple(sorted(UNARY.keys() | STREAMING.keys()))

@@ -25,6 +25,7 @@ from contract_tests.pool import PoolEmulator, PoolError, PoolTimings, Routed
 from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
 
 WORKER = (sys.executable, "-m", "reference_worker")
+EXITS_ZERO_AFTER_READY = (sys.executable, str(Path(__file__).parent / "data" / "exits_zero_after_ready.py"))
 PROFILES = [pytest.param(SNAKEPIT_0_6, id="0.6"), pytest.param(SNAKEPIT_0_13, id="0.13")]
 
 
@@ -268,10 +269,9 @@ def test_crash_restarts_in_its_slot_and_sessions_move(profile: Profile) -> None:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_exit_zero_while_healthy_is_a_crash(profile: Profile) -> None:
     """Ensure a worker that exits 0 on its own is restarted (snakepit: restarts)."""
-    with _pool(profile, size=1) as pool:
+    with _pool(profile, size=1, commands=lambda n: EXITS_ZERO_AFTER_READY if n == 0 else WORKER) as pool:
         worker_id = pool.worker_ids()[0]
         pid = pool.worker(worker_id).pid
-        assert pool.execute("contract.exit", {"code": 0}).reply.value == {"exiting": 0}
         assert pool.wait_restarted(worker_id, timeout=10, previous_pid=pid) == worker_id
         assert any("exit status 0" in line for line in pool.events)
 
