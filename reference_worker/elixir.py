@@ -7,6 +7,7 @@ blocks Ping or Heartbeat. Nothing here runs before readiness: the Elixir side ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -81,17 +82,21 @@ class ElixirClient:
             return exc.code() not in _NO_ANSWER
         return True
 
-    async def ensure_session(self, session_id: str, headers: Headers, deadline: float) -> None:
-        """InitializeSession (idempotent on the Elixir side): an error reply is ignored, no reply is not."""
-        request = pb.InitializeSessionRequest(session_id=session_id)
+    async def _call(self, rpc: str, request: Any, headers: Headers, deadline: float) -> Any:
+        """One RPC of a callback, within its budget, waiting for a late Elixir side; a failure is ElixirUnavailable
+        (Snakepit answers every callback it can serve, errors included, with an OK status)."""
+        method = getattr(self.stub(), rpc)
         try:
-            await self.stub().InitializeSession(
-                request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True
-            )
+            return await method(request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in _NO_ANSWER:
-                raise _unavailable("InitializeSession", exc) from None
-            _LOG.debug("InitializeSession(%s) on Elixir failed: %s", session_id, exc.code())
+            failure = f"{rpc} on Elixir failed: {exc.code().name}: {exc.details()}"
+            raise ToolError("ElixirUnavailable", failure) from None
+
+    async def ensure_session(self, session_id: str, headers: Headers, deadline: float) -> None:
+        """InitializeSession (idempotent on the Elixir side). Its failure is not reported: the RPC that follows
+        reaches the same Elixir side and reports what is wrong (no answer, or the session it refused)."""
+        with contextlib.suppress(ToolError):
+            await self._call("InitializeSession", pb.InitializeSessionRequest(session_id=session_id), headers, deadline)
 
     async def execute_tool(
         self, session_id: str, tool: str, parameters: Mapping[str, Any], correlation_id: str | None
@@ -105,12 +110,7 @@ class ElixirClient:
             parameters={key: json_any(value) for key, value in parameters.items()},
             metadata={} if correlation_id is None else {"correlation_id": correlation_id},
         )
-        try:
-            reply = await self.stub().ExecuteElixirTool(
-                request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _unavailable("ExecuteElixirTool", exc) from None
+        reply = await self._call("ExecuteElixirTool", request, headers, deadline)
         if not reply.success:
             raise ToolError("ElixirToolError", reply.error_message)
         text = reply.result.value.decode("utf-8", "replace")
@@ -140,12 +140,7 @@ class ElixirClient:
             ],
             worker_id=f"reference-{os.getpid()}",
         )
-        try:
-            reply = await self.stub().RegisterTools(
-                request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _unavailable("RegisterTools", exc) from None
+        reply = await self._call("RegisterTools", request, headers, deadline)
         return {
             "success": reply.success,
             "tool_ids": dict(reply.tool_ids),
@@ -159,10 +154,6 @@ def _headers(correlation_id: str | None) -> Headers:
 
 def _remaining(deadline: float) -> float:
     return max(deadline - asyncio.get_running_loop().time(), 0.001)
-
-
-def _unavailable(rpc: str, exc: grpc.aio.AioRpcError) -> ToolError:
-    return ToolError("ElixirUnavailable", f"{rpc} on Elixir failed: {exc.code().name}: {exc.details()}")
 
 
 @dataclass(frozen=True)

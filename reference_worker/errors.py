@@ -1,4 +1,4 @@
-"""Application errors of contract tools, in the two wire formats Snakepit eras expect (contract §3)."""
+"""Application errors of contract tools, in the JSON form every Snakepit era accepts (contract §3)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ class ToolError(Exception):
         self.message = message
 
 
-def format_error(error_type: str, message: str, *, json_format: bool, tool_name: str, session_id: str) -> str:
-    """Render as Snakepit >= 0.7.4 JSON (`{"type","message",...}`) or as 0.6-era `Type: message` text."""
-    if not json_format:
-        return f"{error_type}: {message}"
+def format_error(error_type: str, message: str, *, tool_name: str, session_id: str) -> str:
+    """Render as Snakepit >= 0.7.4 parses it (`{"type","message",...}`). Sent in every era: before 0.7.4 Snakepit
+    shows error_message as text, which this JSON is, carrying the message (docs/contract.md §3)."""
     return json.dumps(
         {
             "type": error_type,

@@ -54,7 +54,6 @@ _VALUE_FLAGS = frozenset(
         "--snakepit-instance-name",
         "--snakepit-instance-token",
         "--adapter",
-        "--error-format",
     }
 )
 _LOG_LEVELS = {
@@ -79,13 +78,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--snakepit-instance-name", help="Kept in argv for Snakepit's process tracking")
     parser.add_argument("--snakepit-instance-token", help="Kept in argv for Snakepit's process tracking")
     parser.add_argument("--adapter", help="Accepted for Snakepit's default argv; ignored")
-    parser.add_argument(
-        "--error-format",
-        choices=("auto", "json", "text"),
-        default="auto",
-        help="Application error format; auto is json: Snakepit parses it from 0.7.4, a release no environment "
-             "variable reveals, and shows it as text before",
-    )
     args, unknown = parser.parse_known_args(_join_values(argv))
     args.unknown = unknown
     return args
@@ -182,30 +174,21 @@ async def serve(args: argparse.Namespace) -> int:
     """Bind, start, announce readiness, serve until a signal or orphan condition; returns the exit status."""
     loop = asyncio.get_running_loop()
     elixir = ElixirClient(args.elixir_address) if args.elixir_address else None
-    error_format = args.error_format
-    if error_format == "auto":
-        error_format = "json"
-    state = WorkerState(args.snakepit_run_id, args.snakepit_instance_name, error_format == "json", elixir)
+    state = WorkerState(args.snakepit_run_id, args.snakepit_instance_name, elixir)
     server = grpc.aio.server(options=_SERVER_OPTIONS)
     pb_grpc.add_BridgeServiceServicer_to_server(BridgeServicer(state), server)
     address = _bind_address(args.host, args.port)
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        sys.stderr.write(f"reference_worker: cannot bind {address}\n")
-        return 1
     shutdown = _Shutdown()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.request, 0)
     orphaned = functools.partial(shutdown.request, EXIT_ORPHANED)
     _watch_stdin(loop, orphaned)
-    await server.start()
     try:
-        _announce_ready(port)
-    except OSError as exc:
-        sys.stderr.write(f"reference_worker: cannot signal readiness: {exc}\n")
+        port = server.add_insecure_port(address)  # RuntimeError when it cannot bind (an explicit port taken)
+        await server.start()
+        _announce_ready(port)  # OSError when the ready file cannot be written
+    except (RuntimeError, OSError) as exc:
+        sys.stderr.write(f"reference_worker: cannot start on {address}: {exc}\n")
         await server.stop(None)
         return 1
     watchdog = None

@@ -47,7 +47,6 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
         return format_error(
             error.error_type,
             error.message,
-            json_format=self._state.json_errors,
             tool_name=request.tool_name,
             session_id=request.session_id,
         )

@@ -33,7 +33,6 @@ class WorkerState:
 
     run_id: str | None
     instance_name: str | None
-    json_errors: bool
     elixir: ElixirClient | None
     pid: int = field(default_factory=os.getpid)
     call_count: int = 0

@@ -22,7 +22,6 @@ VARIANTS = {
     "telemetry_headers_then_unimplemented": ("snakepit-0.13", ["RPC-009"]),
     "stream_stops_soon_after_cancel": ("snakepit-0.13", ["STREAM-011"]),
     "sleep_stops_soon_after_cancel": ("snakepit-0.6", ["RPC-011"]),
-    "json_errors_at_06": ("snakepit-0.6", ["TOOL-008", "TOOL-009", "TOOL-011", "STREAM-009"]),
     "exits_zero_when_orphaned": ("snakepit-0.13", ["PROC-014"]),
     "heartbeat_answers_in_three_seconds": ("snakepit-0.13", ["RPC-003"]),
     "no_binary_result_at_06": ("snakepit-0.6", ["TOOL-021"]),

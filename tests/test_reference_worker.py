@@ -311,8 +311,6 @@ def test_json_errors_also_without_ready_file(spawn: Spawn) -> None:
     reply = worker.call(_request("no.such.tool"))
     assert not reply.success
     assert json.loads(reply.error_message)["type"] == "ToolNotFound"
-    text = spawn("--error-format", "text", ready_file=False).call(_request("no.such.tool"))
-    assert text.error_message == "ToolNotFound: unknown tool 'no.such.tool'"
 
 
 def test_stream_sends_chunks_then_one_empty_final(worker: Worker) -> None:
@@ -460,7 +458,7 @@ def test_busy_port_fails_with_status_1() -> None:
         done = subprocess.run(argv, cwd=REPO, capture_output=True, stdin=subprocess.DEVNULL, timeout=20)
     assert done.returncode == 1
     assert b"GRPC_READY" not in done.stdout
-    assert b"cannot bind" in done.stderr
+    assert b"cannot start on 127.0.0.1:" in done.stderr and b"Failed to bind" in done.stderr, done.stderr
 
 
 def test_heartbeat_watchdog_exits_70_when_elixir_goes_away(spawn: Spawn, elixir: Elixir) -> None:
