@@ -226,6 +226,17 @@ def test_independent_worker_outlives_elixir(launch: Launch, profile: Profile, co
            f"still running {watch:.0f} s later (it only logs)", f"exit status {status}")
 
 
+@clause("PROC-019")
+def test_unusable_heartbeat_values_ignored(launch: Launch) -> None:
+    # Snakepit passes the values of a user's heartbeat map through Jason unchecked (bootstrap.ex, configuration.ex).
+    config = {"interval_ms": "soon", "timeout_ms": [1], "max_missed_heartbeats": "few", "dependent": "maybe"}
+    worker = _started(launch, heartbeat_config=config)
+    time.sleep(2.0)  # past the first Heartbeats the worker sends with its defaults
+    expect(worker.is_alive(), f"a worker given SNAKEPIT_HEARTBEAT_CONFIG {config}", "serving (the values ignored)",
+           f"exit status {worker.poll()}")
+    (worker.client or worker.connect()).ping("after-unusable-heartbeat-config")
+
+
 @clause("PROC-014")
 def test_exits_on_stdin_eof(launch: Launch, contract_settings: Settings) -> None:
     worker = _started(launch)
