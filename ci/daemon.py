@@ -6,7 +6,7 @@ A daemon this module starts is recorded in started-by-bootstrap.json; a daemon r
 (for instance one started by hand) is used but never stopped.
 
 Linux only, by nature: dockerd, its mounts and `umount` are Linux's, and the containers tier needs the containers'
-processes to be this kernel's. It reads /proc itself rather than through contract_tests/processes.py (psutil)
+processes to be this kernel's. It reads /proc itself rather than through contract_tests/driver/processes.py (psutil)
 because it runs under the machine's python3 before any environment with the kit's dependencies exists.
 """
 

@@ -145,7 +145,7 @@ def plan(selection: str) -> list[str]:
     if root is None:
         raise GateProblem("--plan needs this script inside its snakepit-contract checkout", EXIT_USAGE)
     sys.path.insert(0, str(root))
-    from contract_tests.profiles import distinct_rule_sets, select_releases
+    from contract_tests.contract.profiles import distinct_rule_sets, select_releases
 
     try:
         return [group[-1].snakepit_version for group in distinct_rule_sets(select_releases(selection))]

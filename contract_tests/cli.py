@@ -28,13 +28,10 @@ from typing import TextIO
 
 import pytest
 
-from contract_tests import clauses, worker_coverage
+from contract_tests import clauses
 from contract_tests.bench import command as bench_command
-from contract_tests.clause import REGISTRY, TESTS, Clause, Level
-from contract_tests.e2e import command as e2e_command
-from contract_tests.e2e import explore_command
-from contract_tests.errors import WorkerUnreachable
-from contract_tests.profiles import (
+from contract_tests.contract.clause import REGISTRY, TESTS, Clause, Level
+from contract_tests.contract.profiles import (
     DEFAULT_PROFILE,
     PROFILES,
     RULES,
@@ -45,22 +42,34 @@ from contract_tests.profiles import (
     select_releases,
     span_text,
 )
+from contract_tests.contract.snakepit_sources import (
+    ENTRIES,
+    SourcesUnavailable,
+    check_citations,
+    directory_reader,
+    git_reader,
+)
+from contract_tests.driver import worker_coverage
+from contract_tests.e2e import command as e2e_command
+from contract_tests.e2e import explore_command
+from contract_tests.elixir.scenarios import describe_steps, load_scenario
+from contract_tests.errors import (
+    EXIT_CONFORMANT,
+    EXIT_HARNESS,
+    EXIT_NOT_CONFORMANT,
+    EXIT_USAGE,
+    UsageProblem,
+    WorkerUnreachable,
+)
+from contract_tests.judging.settings import DEFAULT_WORKER_CMD, Settings, _validate_worker_address
+from contract_tests.judging.verdicts import REPORT, REPORT_WRITE_ERROR
 from contract_tests.report import matrix
 from contract_tests.report.extras import ReportExtras, ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import LEVELS, RunReport, matches, plan
 from contract_tests.report.terminal import Progress
-from contract_tests.scenarios import describe_steps, load_scenario
-from contract_tests.settings import DEFAULT_WORKER_CMD, Settings, _validate_worker_address
-from contract_tests.snakepit_sources import ENTRIES, SourcesUnavailable, check_citations, directory_reader, git_reader
-from contract_tests.verdicts import REPORT, REPORT_WRITE_ERROR
 
-EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_HARNESS, EXIT_USAGE = 0, 1, 2, 3
 _SCENARIO_CALL = re.compile(r"""run_scenario\(["']([^"']+)["']\)""")
 SUITE_INI = Path(__file__).with_name("suite.ini")
-
-
-class UsageProblem(Exception):
-    """A command line that cannot run; the message says what to change."""
 
 
 def load_clauses() -> dict[str, Clause]:
@@ -203,7 +212,7 @@ class _Capture:
 
 def _unreachable(args: argparse.Namespace) -> str | None:
     """Why the worker at --worker-address cannot be judged (its handshake Ping fails), before any check runs."""
-    from contract_tests.plugin import reach  # the plugin's own handshake, so both judge reachability alike
+    from contract_tests.judging.plugin import reach  # the plugin's own handshake, so both judge reachability alike
 
     try:
         address = _validate_worker_address(args.worker_address, "--worker-address")
@@ -441,7 +450,7 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         f"{found.id}  {found.level.value}  ({found.area}: {found.area_title})",
         f"Requirement: {found.requirement}",
         f"Applies to:  Snakepit {span_text(spans)}"
-        + ("" if found.applies == "always" else f" (where {found.applies}; contract_tests/releases.toml)"),
+        + ("" if found.applies == "always" else f" (where {found.applies}; contract_tests/contract/releases.toml)"),
         "Subject:     " + ("the worker" if found.judges_worker else
                            f"{found.subject}: the suite's emulated Elixir side, a self-check that never decides "
                            "the worker's verdict (the live Elixir tier judges real Snakepit on it)"),

@@ -1,4 +1,4 @@
-"""Exceptions of the harness, kept apart from contract violations.
+"""Exceptions of the harness, kept apart from contract violations, and the exit codes of the command line.
 
 A `ContractViolation` means the worker broke a clause (a FAIL); anything else
 raised by the harness (`HarnessError` and its kin) means the check could not
@@ -10,6 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from enum import Enum
+
+# `snakepit-contract`'s exit statuses (README.md, docs/gate.md); the bench command returns them too.
+EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_HARNESS, EXIT_USAGE = 0, 1, 2, 3
+
+
+class UsageProblem(Exception):
+    """A command line that cannot run; the message says what to change."""
 
 
 class ContractViolation(AssertionError):

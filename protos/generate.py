@@ -1,4 +1,4 @@
-"""Generate the Python stubs of snakepit_bridge.proto into contract_tests/proto and reference_worker/proto.
+"""Generate the Python stubs of snakepit_bridge.proto into contract_tests/protocol/proto and reference_worker/proto.
 
 Stubs are committed so that installing the suite needs no code generator.
 The kit and the reference worker each get their own copy, so that the judged
@@ -22,7 +22,8 @@ from pathlib import Path
 
 PROTO_DIR = Path(__file__).resolve().parent
 PROTO_FILE = "snakepit_bridge.proto"
-STUB_DIRS = (PROTO_DIR.parent / "contract_tests" / "proto", PROTO_DIR.parent / "reference_worker" / "proto")
+STUB_DIRS = (PROTO_DIR.parent / "contract_tests" / "protocol" / "proto",
+             PROTO_DIR.parent / "reference_worker" / "proto")
 _GENERATORS = ("grpcio-tools", "mypy-protobuf")
 
 # protoc writes `import snakepit_bridge_pb2`, which only works from the output

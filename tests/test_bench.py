@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests import cli
+from contract_tests import cli, errors
 from contract_tests.bench.measure import TOOL_FIGURES, UNITS, BenchSettings, Target, make_spec, measure
 from contract_tests.bench.runner import BASELINES
 from contract_tests.bench.stats import percentile, ratio, spread
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import WorkerProcess
-from contract_tests.profiles import PROFILES, SNAKEPIT_0_13
-from contract_tests.settings import DEFAULT_WORKER_CMD
+from contract_tests.contract.profiles import PROFILES, SNAKEPIT_0_13
+from contract_tests.driver.launcher import WorkerProcess
+from contract_tests.elixir.host import HostEmulator
+from contract_tests.judging.settings import DEFAULT_WORKER_CMD
 
 TINY = BenchSettings(calls=20, warmup=0, repeat=1, launches=1, stream_chunks=20, stream_runs=1, payload_calls=1,
                      payload_50mib_calls=0, pool_calls=0)
@@ -125,7 +125,7 @@ def test_bench_command_writes_bench_json_with_ratios(tmp_path: Path) -> None:
     """Ensure that `bench` exits 0, prints the table and writes a versioned bench.json with every ratio."""
     done = subprocess.run([sys.executable, "-m", "contract_tests.cli", "bench", *TINY_ARGS,
                            "--report-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == cli.EXIT_CONFORMANT, done.stdout + done.stderr
+    assert done.returncode == errors.EXIT_CONFORMANT, done.stdout + done.stderr
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert doc["schema_version"] == 1
     assert doc["baselines"] == ["baseline-sync", "baseline-async"]
@@ -144,12 +144,12 @@ def test_bench_command_writes_bench_json_with_ratios(tmp_path: Path) -> None:
                                   ["--stream-runs", "0"], ["--payload-50mib-calls", "-1"]])
 def test_bench_usage_errors_exit_3(args: list[str]) -> None:
     """Ensure that impossible bench command lines are usage errors."""
-    assert cli.main(["bench", *args], out=io.StringIO()) == cli.EXIT_USAGE
+    assert cli.main(["bench", *args], out=io.StringIO()) == errors.EXIT_USAGE
 
 
 def test_bench_worker_that_cannot_start_is_a_harness_failure(tmp_path: Path) -> None:
     """Ensure that a worker that never becomes ready makes `bench` exit 2 without writing bench.json."""
     code = cli.main(["bench", *TINY_ARGS, "--worker-cmd", f"{sys.executable} -c 'pass'",
                      "--report-dir", str(tmp_path)], out=io.StringIO())
-    assert code == cli.EXIT_HARNESS
+    assert code == errors.EXIT_HARNESS
     assert not (tmp_path / "bench.json").exists()

@@ -1,4 +1,4 @@
-"""Self-tests of the clause catalogue (contract_tests/catalogue.toml) and its traceability."""
+"""Self-tests of the clause catalogue (contract_tests/contract/catalogue.toml) and its traceability."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from contract_tests import cli
-from contract_tests.clause import TESTS, CatalogueError, load_catalogue
+from contract_tests.contract.clause import TESTS, CatalogueError, load_catalogue
 
 
 def test_every_clause_has_a_test_and_every_test_a_clause() -> None:

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from contract_tests import cli, report
-from contract_tests.clause import MUST, SHOULD
+from contract_tests import cli, errors, report
+from contract_tests.contract.clause import MUST, SHOULD
 
 MUTANT = Path(__file__).resolve().parent.parent / "fixtures" / "mutants" / "ints_as_floats.py"
 CLI = [sys.executable, "-m", "contract_tests.cli"]
@@ -41,7 +41,7 @@ def _outcomes(document: dict[str, Any]) -> dict[tuple[str, str], str]:
 def test_list_names_every_clause_without_a_worker() -> None:
     """Ensure `list` prints id, level, profiles and requirement, plus counts per area."""
     out = io.StringIO()
-    assert cli.main(["list"], out=out) == cli.EXIT_CONFORMANT
+    assert cli.main(["list"], out=out) == errors.EXIT_CONFORMANT
     lines = out.getvalue().splitlines()
     registry = cli.load_clauses()
     assert len(lines) == len(registry) + 1
@@ -110,7 +110,7 @@ def test_explain_prints_requirement_checks_and_repro() -> None:
 )
 def test_usage_errors_exit_3(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Ensure bad command lines exit with the usage code and say why, before any worker starts."""
-    assert cli.main(argv, out=io.StringIO()) == cli.EXIT_USAGE
+    assert cli.main(argv, out=io.StringIO()) == errors.EXIT_USAGE
     assert message in capsys.readouterr().err
 
 
@@ -119,13 +119,13 @@ def test_bad_baseline_is_a_usage_error(tmp_path: Path) -> None:
     baseline = tmp_path / "baseline.toml"
     baseline.write_text('[[expected_failure]]\nclause = "PROC-010"\nreason = "x"\nskip = true\n')
     code, output, document = _run("--baseline", str(baseline), "--only", "RPC-001", report_dir=tmp_path / "r")
-    assert (code, document) == (cli.EXIT_USAGE, {}) and "no clause can be skipped" in output
+    assert (code, document) == (errors.EXIT_USAGE, {}) and "no clause can be skipped" in output
 
 
 def test_reference_worker_is_conformant_with_all_five_outputs_and_progress(tmp_path: Path) -> None:
     """Ensure a run against the reference worker exits 0, shows a line per check, and writes the five outputs."""
     code, output, document = _run("--only", "RPC-001,TOOL-008", "--profile", "all", report_dir=tmp_path)
-    assert code == cli.EXIT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_CONFORMANT, output[-3000:]
     assert _outcomes(document) == {(c, p): "PASS" for c in ("RPC-001", "TOOL-008")
                                    for p in ("snakepit-0.6", "snakepit-0.13")}
     assert {p.name for p in tmp_path.iterdir()} == set(report.OUTPUTS)
@@ -138,13 +138,13 @@ def test_broken_worker_fails_naming_the_clause_and_the_printed_command_reproduce
     """Ensure a mutant exits 1, its failing clause is named with a repro line, and that line fails alone."""
     worker = shlex.join([sys.executable, str(MUTANT)])
     code, output, document = _run("--worker-cmd", worker, "--only", "TOOL-00[45]", report_dir=tmp_path / "all")
-    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT, output[-3000:]
     assert _outcomes(document) == {("TOOL-004", "snakepit-0.13"): "FAIL", ("TOOL-005", "snakepit-0.13"): "PASS"}
     assert "FAIL     TOOL-004 [snakepit-0.13] MUST: Integers MUST come back as integers" in output
     [repro] = re.findall(r"reproduce: (snakepit-contract run .*)$", output, re.MULTILINE)
     assert repro == document["clauses"][0]["repro"]
     code, output, document = _run(*shlex.split(repro)[2:], report_dir=tmp_path / "one")
-    assert code == cli.EXIT_NOT_CONFORMANT and _outcomes(document) == {("TOOL-004", "snakepit-0.13"): "FAIL"}
+    assert code == errors.EXIT_NOT_CONFORMANT and _outcomes(document) == {("TOOL-004", "snakepit-0.13"): "FAIL"}
 
 
 def test_baseline_entry_makes_it_xfail_and_a_stale_entry_fails_the_run(tmp_path: Path) -> None:
@@ -156,11 +156,11 @@ def test_baseline_entry_makes_it_xfail_and_a_stale_entry_fails_the_run(tmp_path:
     worker = shlex.join([sys.executable, str(MUTANT)])
     code, output, document = _run("--worker-cmd", worker, "--only", "TOOL-00[45]", "--baseline", str(baseline),
                                   report_dir=tmp_path / "xfail")
-    assert code == cli.EXIT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_CONFORMANT, output[-3000:]
     assert _outcomes(document)["TOOL-004", "snakepit-0.13"] == "XFAIL"
     code, output, document = _run("--worker-cmd", worker, "--only", "TOOL-00[45]", "--baseline", str(stale),
                                   report_dir=tmp_path / "stale")
-    assert code == cli.EXIT_NOT_CONFORMANT
+    assert code == errors.EXIT_NOT_CONFORMANT
     assert _outcomes(document)["TOOL-005", "snakepit-0.13"] == "XPASS" and "stale baseline entry" in output
 
 
@@ -182,7 +182,7 @@ def test_attach_mode_runs_rpc_clauses_and_marks_process_clauses_not_run(running_
     """Ensure --worker-address checks over gRPC and reports process clauses NOT-RUN, so there is no verdict."""
     code, output, document = _run("--worker-address", running_worker, "--profile", "snakepit-0.6",
                                   "--only", "RPC-001,TOOL-004,PROC-010", report_dir=tmp_path)
-    assert code == cli.EXIT_HARNESS, output[-3000:]
+    assert code == errors.EXIT_HARNESS, output[-3000:]
     assert _outcomes(document) == {("PROC-010", "snakepit-0.6"): "NOT-RUN", ("RPC-001", "snakepit-0.6"): "PASS",
                                    ("TOOL-004", "snakepit-0.6"): "PASS"}
     assert "attached to a running worker" in document["clauses"][0]["reason"]
@@ -201,7 +201,7 @@ def test_interrupted_run_is_partial_and_never_conformant(tmp_path: Path) -> None
             break
     proc.send_signal(signal.SIGTERM)  # PROC-012 watches the worker for 3.5 s: well inside it
     output = proc.stdout.read()
-    assert proc.wait(60) == cli.EXIT_HARNESS, output[-3000:]
+    assert proc.wait(60) == errors.EXIT_HARNESS, output[-3000:]
     document = json.loads((tmp_path / "conformance.json").read_text())
     assert document["complete"] is False and document["verdict"]["result"] == "no_verdict"
     assert _outcomes(document) == {("PROC-010", "snakepit-0.13"): "PASS", ("PROC-012", "snakepit-0.13"): "NOT-RUN"}
@@ -211,7 +211,7 @@ def test_a_hung_check_is_a_timeout_with_a_thread_dump(pytester: pytest.Pytester)
     """Ensure a check past its deadline is stopped and reported TIMEOUT, with the stacks it was stuck in."""
     pytester.makepyfile(test_hang="""
         import time
-        from contract_tests.clause import clause
+        from contract_tests.contract.clause import clause
 
         @clause("RPC-001")
         def test_hangs(profile):
@@ -243,7 +243,7 @@ def test_environment_setting_is_used_and_named(pytester: pytest.Pytester, monkey
 def test_missing_worker_executable_is_a_usage_error(tmp_path: Path) -> None:
     """Ensure a worker command that cannot run stops the run at once with the usage code."""
     code, _, document = _run("--worker-cmd", "/nonexistent/worker --flag", report_dir=tmp_path)
-    assert (code, document) == (cli.EXIT_USAGE, {})
+    assert (code, document) == (errors.EXIT_USAGE, {})
 
 
 def test_a_module_skipped_at_collection_does_not_break_the_tally(pytester: pytest.Pytester) -> None:
@@ -261,7 +261,7 @@ def test_a_module_skipped_at_collection_does_not_break_the_tally(pytester: pytes
 def test_run_groups_shared_worker_checks_only_when_parallel() -> None:
     """Ensure that `run` asks xdist for loadgroup with processes (not with -n 0), by default 3 per core, 2 to 8;
     the group suffix xdist puts on a grouped test's id never reaches the report."""
-    from contract_tests.verdicts import _without_group
+    from contract_tests.judging.verdicts import _without_group
 
     parallel = cli._pytest_argv(cli._parser().parse_args(["run"]))
     assert parallel[parallel.index("-n") + 1] == str(cli.default_processes())

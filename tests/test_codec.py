@@ -1,11 +1,11 @@
-"""Self-tests of the Elixir-client encoding in contract_tests.codec."""
+"""Self-tests of the Elixir-client encoding in contract_tests.protocol.codec."""
 
 from __future__ import annotations
 
 from google.protobuf import any_pb2
 
-from contract_tests.codec import STRING_VALUE_TYPE_URL, decode_reply, encode_parameters, parse_error
-from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.codec import STRING_VALUE_TYPE_URL, decode_reply, encode_parameters, parse_error
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
 
 
 def test_parameters_are_json_text_under_string_value() -> None:
@@ -39,7 +39,7 @@ def test_reply_decoding_keeps_binary_and_raw_fallback() -> None:
 
 def test_json_checks_reject_what_jason_rejects() -> None:
     """Ensure NaN, Infinity and invalid UTF-8 are not JSON for the suite, as for Snakepit's Jason."""
-    from contract_tests.codec import is_json
+    from contract_tests.protocol.codec import is_json
 
     assert is_json(b'{"a": [1, 2.5, null]}')
     for bad in (b"NaN", b"-Infinity", b'{"x": Infinity}', b"\xff", b"{"):

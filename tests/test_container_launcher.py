@@ -1,4 +1,4 @@
-"""Self-tests of the containers tier (contract_tests/container.py): specs, owners, and real containers.
+"""Self-tests of the containers tier (contract_tests/driver/container.py): specs, owners, and real containers.
 
 The tests using the `image` fixture start real containers of the reference worker image on the engine at
 DOCKER_HOST; they SKIP, saying why, when no engine answers or the image is not built, and FAIL instead when
@@ -24,14 +24,17 @@ from typing import Any
 
 import pytest
 
-from contract_tests import cli, processes
-from contract_tests.clause import TESTS
+from contract_tests import cli, errors
+from contract_tests.contract.clause import TESTS
+from contract_tests.contract.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13
+from contract_tests.driver import processes
+from contract_tests.driver.launcher import WorkerProcess, WorkerSpec
+from contract_tests.driver.run_tag import RUN_TAG, RUN_TAG_ENV
+from contract_tests.elixir.host import HostEmulator
 from contract_tests.errors import HarnessError, WorkerStartError
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV, WorkerProcess, WorkerSpec
-from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13
 
-container = pytest.importorskip("contract_tests.container", reason="the containers extra (testcontainers) is missing")
+container = pytest.importorskip("contract_tests.driver.container",
+                                reason="the containers extra (testcontainers) is missing")
 docker = pytest.importorskip("docker")
 
 IMAGE = os.environ.get("SNAKEPIT_CONTRACT_TEST_IMAGE", "snakepit-contract/reference-worker:latest")
@@ -114,7 +117,7 @@ def test_killed_owner_not_yet_reaped_is_gone() -> None:
 def test_one_worker_at_a_time(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Ensure a command and an image together are a usage error naming both (exit 3)."""
     monkeypatch.setenv("SNAKEPIT_CONTRACT_WORKER_CMD", "python3 -m reference_worker")
-    assert cli.main(["run", "--worker-image", IMAGE, "-n", "0"], out=io.StringIO()) == cli.EXIT_USAGE
+    assert cli.main(["run", "--worker-image", IMAGE, "-n", "0"], out=io.StringIO()) == errors.EXIT_USAGE
     err = capsys.readouterr().err
     assert "Give one worker, not several" in err and "SNAKEPIT_CONTRACT_WORKER_CMD" in err and "--worker-image" in err
 
@@ -123,7 +126,7 @@ def test_no_engine_is_exit_3_naming_docker_host(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """Ensure an unreachable engine stops the run before any check, naming DOCKER_HOST and how to start one."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    assert cli.main(["run", "--worker-image", IMAGE, "-n", "0"], out=io.StringIO()) == cli.EXIT_USAGE
+    assert cli.main(["run", "--worker-image", IMAGE, "-n", "0"], out=io.StringIO()) == errors.EXIT_USAGE
     err = capsys.readouterr().err
     assert f"DOCKER_HOST=unix://{tmp_path}/no-engine.sock" in err and "ci.engine up" in err
 
@@ -298,7 +301,7 @@ def test_bench_measures_an_image(image: str, tmp_path: Path) -> None:
          "--repeat", "1", "--launches", "1", "--stream-chunks", "50", "--stream-runs", "1", "--payload-calls", "1",
          "--payload-50mib-calls", "0", "--pool-calls", "0", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300)
-    assert done.returncode == cli.EXIT_CONFORMANT, done.stdout + done.stderr
+    assert done.returncode == errors.EXIT_CONFORMANT, done.stdout + done.stderr
     worker = json.loads((tmp_path / "bench.json").read_text())["targets"]["worker"]
     assert worker["image"] == image and worker["command"] == [] and worker["summary"]["calls_per_s"]
 
@@ -395,4 +398,4 @@ def test_process_mutant_images_are_caught(mutant_image: Callable[[str], str], tm
     outcomes = {c["id"]: c["outcome"] for c in report["clauses"]}
     assert outcomes == {t: "NOT-RUN" if _not_in_container(t) else "FAIL" for t in targets}, run.stdout[-3000:]
     caught = any(outcome == "FAIL" for outcome in outcomes.values())
-    assert run.returncode == (cli.EXIT_NOT_CONFORMANT if caught else cli.EXIT_HARNESS), run.stdout[-3000:]
+    assert run.returncode == (errors.EXIT_NOT_CONFORMANT if caught else errors.EXIT_HARNESS), run.stdout[-3000:]

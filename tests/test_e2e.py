@@ -30,7 +30,7 @@ from contract_tests.e2e.compare import (
     compare,
     snakepit_side,
 )
-from contract_tests.scenarios import expectation, load_scenario
+from contract_tests.elixir.scenarios import expectation, load_scenario
 
 
 def _sources_dir(root: Path, version: str = "0.6.0", hex_source: bool = True) -> Path:
@@ -153,7 +153,7 @@ def test_only_a_baselined_worker_failure_is_known() -> None:
 
 def test_bridge_known_failures_come_from_its_baseline_at_that_release(tmp_path: Path) -> None:
     """Ensure the bridge's known failures are its baseline for exactly the release run, and none without one."""
-    from contract_tests.profiles import get_profile
+    from contract_tests.contract.profiles import get_profile
 
     bridge = live.snakepit_bridge()
     known = tier.known_failures(bridge, "0.13.0", get_profile("0.13.0"))
@@ -185,7 +185,7 @@ def test_bridge_runs_the_contract_adapter_when_there_is_one(tmp_path: Path) -> N
 def test_scenario_expectations_are_resolved_for_the_release() -> None:
     """Ensure the Elixir runner gets each step's expectation for the release under test, as the emulator uses it,
     and nothing it would have to resolve itself."""
-    from contract_tests.profiles import get_profile
+    from contract_tests.contract.profiles import get_profile
 
     scenario = load_scenario("cleanup/killed-mid-call")
     by_release = [i for i, step in enumerate(scenario["steps"]) if step.get("expect_when")]

@@ -14,11 +14,11 @@ import jsonschema
 import pytest
 
 from contract_tests.cli import main
+from contract_tests.contract.profiles import get_profile
 from contract_tests.e2e import explore, generator
 from contract_tests.e2e.compare import ABORTED, FAIL, PASS
 from contract_tests.e2e.explore import NOT_REACHED, RAISED, Outcome, Result
-from contract_tests.profiles import get_profile
-from contract_tests.scenarios import SCENARIO_DIR
+from contract_tests.elixir.scenarios import SCENARIO_DIR
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads((SCENARIO_DIR / "scenario.schema.json").read_text()))
 RELEASES = ("0.6.0", "0.13.0")

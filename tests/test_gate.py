@@ -160,7 +160,7 @@ def test_a_kit_installed_at_the_same_commit_is_reused(tmp_path: Path) -> None:
 
 def test_a_worker_image_is_gated_like_a_command(tmp_path: Path) -> None:
     """Ensure --worker-image reaches the suite: the reference worker's image passes (SKIP without engine or image)."""
-    container = pytest.importorskip("contract_tests.container", reason="the containers extra is missing")
+    container = pytest.importorskip("contract_tests.driver.container", reason="the containers extra is missing")
     try:
         container.check_image(IMAGE)
     except container.ContainerEngineError as err:

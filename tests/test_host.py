@@ -15,24 +15,24 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
-from contract_tests.host import STRING_VALUE_TYPE_URL, HostEmulator, jason_decode, jason_encode
-from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from contract_tests.session_store import (
+from contract_tests.contract.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
+from contract_tests.elixir.host import STRING_VALUE_TYPE_URL, HostEmulator, jason_decode, jason_encode
+from contract_tests.elixir.session_store import (
     InvalidSession,
     SessionNotFound,
     SessionQuotaExceeded,
     SessionStore,
     SessionUpdateFailed,
 )
-from contract_tests.tool_registry import (
+from contract_tests.elixir.tool_registry import (
     RemoteToolSpec,
     ToolKind,
     ToolRegistrationError,
     ToolRegistry,
     inspect_term,
 )
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 PROFILES = [pytest.param(SNAKEPIT_0_6, id="0.6"), pytest.param(SNAKEPIT_0_13, id="0.13")]
 

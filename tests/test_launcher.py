@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests import processes
+from contract_tests.contract.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
+from contract_tests.driver import processes
+from contract_tests.driver.launcher import WorkerProcess, WorkerSpec, new_run_id, reap_tagged
+from contract_tests.driver.readiness import ReadyFileWait, ReadyLineWait
+from contract_tests.driver.run_tag import RUN_TAG, RUN_TAG_ENV
 from contract_tests.errors import WorkerStartError
-from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV, WorkerProcess, WorkerSpec, new_run_id, reap_tagged
-from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
-from contract_tests.readiness import ReadyFileWait, ReadyLineWait
 
 FAST_06 = dataclasses.replace(SNAKEPIT_0_6, readiness_timeout_s=1.0, shutdown_grace_s=0.5)
 FAST_013 = dataclasses.replace(SNAKEPIT_0_13, readiness_timeout_s=1.0, shutdown_grace_s=0.5, heartbeat=False,

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 
 from contract_tests import cli
-from contract_tests.profiles import RELEASES, RULES, distinct_rule_sets, select_releases
+from contract_tests.contract.profiles import RELEASES, RULES, distinct_rule_sets, select_releases
 from contract_tests.report.json_report import load_schema
 from contract_tests.report.matrix import ReleaseRow, headline, representatives
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from contract_tests import cli
+from contract_tests import cli, errors
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANT_DIR = ROOT / "fixtures" / "mutants"
@@ -125,9 +125,9 @@ def test_suite_fails_the_mutant_on_its_targets(mutant: dict[str, Any], tmp_path:
         # A broken emulator fails its self-checks, never the worker's verdict: only judged worker clauses count.
         worker_failed = any(r["judged"] and r["outcome"] in FAILED for r in records)
         assert not any(r["judged"] for r in records if r["subject"] == "host"), evidence
-        assert run.returncode == (cli.EXIT_NOT_CONFORMANT if worker_failed else cli.EXIT_CONFORMANT), evidence
+        assert run.returncode == (errors.EXIT_NOT_CONFORMANT if worker_failed else errors.EXIT_CONFORMANT), evidence
     else:
-        assert run.returncode in (cli.EXIT_NOT_CONFORMANT, cli.EXIT_HARNESS), evidence
+        assert run.returncode in (errors.EXIT_NOT_CONFORMANT, errors.EXIT_HARNESS), evidence
     assert not missed, f"targets not failed: {missed}\n{evidence}"
     assert not unexpected, f"MUST clauses failed outside the blast radius: {unexpected}\n{evidence}"
 
@@ -151,5 +151,5 @@ def test_checks_on_a_worker_the_heartbeat_monitor_stopped_are_errors(tmp_path: P
                and re.match(r"worker pid \d+ stopped by the heartbeat monitor at [A-Z]+-\d{3} \[snakepit-0.13\] "
                             r"\(Heartbeat answered session_valid=false\)", r["reason"])]
     assert stopped, evidence
-    assert run.returncode == cli.EXIT_NOT_CONFORMANT, evidence
+    assert run.returncode == errors.EXIT_NOT_CONFORMANT, evidence
 

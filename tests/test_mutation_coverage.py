@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from contract_tests import cli
-from contract_tests.clause import Clause, Level
+from contract_tests.contract.clause import Clause, Level
 
 MUTANT_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "mutants"
 _spec = importlib.util.spec_from_file_location("mutant_score", MUTANT_DIR / "score.py")

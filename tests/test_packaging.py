@@ -22,5 +22,6 @@ def test_every_python_package_is_listed_for_the_wheel() -> None:
 def test_data_the_package_reads_ships_in_the_wheel() -> None:
     """Ensure the catalogue and the record of Snakepit's behaviour are package data, so `explain` works installed."""
     shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    top_level = {p.name for p in (ROOT / "contract_tests").glob("*") if p.suffix in {".toml", ".ini"}}
-    assert top_level <= set(shipped["contract_tests"]), top_level - set(shipped["contract_tests"])
+    data = {p for p in (ROOT / "contract_tests").rglob("*") if p.suffix in {".toml", ".ini"}}
+    missing = {p for p in data if p.name not in shipped[".".join(p.parent.relative_to(ROOT).parts)]}
+    assert not missing, missing

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from contract_tests import processes
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import WorkerSpec
-from contract_tests.pool import PoolEmulator, PoolError, PoolTimings, Routed
-from contract_tests.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
+from contract_tests.contract.profiles import SNAKEPIT_0_6, SNAKEPIT_0_13, Profile
+from contract_tests.driver import processes
+from contract_tests.driver.launcher import WorkerSpec
+from contract_tests.elixir.host import HostEmulator
+from contract_tests.elixir.pool import PoolEmulator, PoolError, PoolTimings, Routed
 
 WORKER = (sys.executable, "-m", "reference_worker")
 EXITS_ZERO_AFTER_READY = (sys.executable, str(Path(__file__).parent / "data" / "exits_zero_after_ready.py"))

@@ -1,4 +1,4 @@
-"""Self-tests of contract_tests/processes.py, the one place the kit inspects processes, and of the kit's runs
+"""Self-tests of contract_tests/driver/processes.py, the one place the kit inspects processes, and of the kit's runs
 without what only Linux gives (another process's environment): the closest this machine comes to macOS."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from contract_tests import processes
+from contract_tests.driver import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -122,11 +122,12 @@ def test_only_processes_py_reads_proc_by_hand() -> None:
             if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.Constant) and str(v.value).startswith(
                     "/proc") for v in node.values[:1]):
                 readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert {reader.split(":")[0] for reader in readers} <= {"contract_tests/processes.py"}, readers
+    assert {reader.split(":")[0] for reader in readers} <= {"contract_tests/driver/processes.py"}, readers
 
 
 # What a macOS run cannot see is switched off here: LINUX and ENVIRONMENTS_READABLE false, before the kit starts.
-_WITHOUT_LINUX = ("from contract_tests import processes; processes.LINUX = processes.ENVIRONMENTS_READABLE = False; "
+_WITHOUT_LINUX = ("from contract_tests.driver import processes; "
+                  "processes.LINUX = processes.ENVIRONMENTS_READABLE = False; "
                   "from contract_tests.cli import main; raise SystemExit(main())")
 
 
@@ -147,7 +148,7 @@ def test_a_run_without_the_linux_only_parts_judges_the_rest_and_not_run_says_why
 
 def test_the_containers_tier_refuses_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ensure --worker-image off Linux is a clear refusal before any engine is asked, not a run that misjudges."""
-    container = pytest.importorskip("contract_tests.container", reason="the containers extra is missing")
+    container = pytest.importorskip("contract_tests.driver.container", reason="the containers extra is missing")
     monkeypatch.setattr(processes, "LINUX", False)
     with pytest.raises(container.ContainerEngineError, match="the containers tier needs Linux"):
         container.check_image("any/image:1")

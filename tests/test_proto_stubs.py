@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 

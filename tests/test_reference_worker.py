@@ -24,8 +24,8 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 from reference_worker import elixir as elixir_module
 from reference_worker.elixir import ElixirClient, HeartbeatConfig, heartbeat_watchdog, load_heartbeat_config
 

@@ -19,8 +19,8 @@ import pytest
 
 from ci.daemon import RUN_LABEL, EngineDir, engine_answers
 from ci.project_images import REFERENCE_WORKER, project_version
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 READY = re.compile(r"GRPC_READY:(\d+)")
 IMAGE = REFERENCE_WORKER.latest

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.launcher import WorkerProcess, WorkerSpec
-from contract_tests.profiles import SNAKEPIT_0_13
+from contract_tests.contract.profiles import SNAKEPIT_0_13
+from contract_tests.driver.launcher import WorkerProcess, WorkerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_DIR = ROOT / "reference_worker"
@@ -53,8 +53,8 @@ def test_reference_worker_imports_nothing_of_the_kit() -> None:
     assert _kit_imports(WORKER_DIR) == []
 
 
-@pytest.mark.parametrize("statement", ["import contract_tests.proto", "from contract_tests import codec",
-                                       "if True:\n    from contract_tests.proto import snakepit_bridge_pb2"])
+@pytest.mark.parametrize("statement", ["import contract_tests.protocol.proto", "from contract_tests import codec",
+                                       "if True:\n    from contract_tests.protocol.proto import snakepit_bridge_pb2"])
 def test_the_import_scan_finds_a_planted_kit_import(tmp_path: Path, statement: str) -> None:
     """Ensure the scan above can fail: one import of the kit, anywhere in a copy, is reported."""
     copy = _copy_worker(tmp_path)

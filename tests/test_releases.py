@@ -12,12 +12,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from contract_tests import profiles
-from contract_tests.clause import REGISTRY
-from contract_tests.launcher import WorkerSpec
-from contract_tests.profiles import RULE_NAMES, RULES, TABLE, Readiness, get_profile, select_releases
+from contract_tests.contract import profiles
+from contract_tests.contract.clause import REGISTRY
+from contract_tests.contract.profiles import RULE_NAMES, RULES, TABLE, Readiness, get_profile, select_releases
+from contract_tests.contract.snakepit_sources import load_entries
+from contract_tests.driver.launcher import WorkerSpec
 from contract_tests.report.json_report import load_schema
-from contract_tests.snakepit_sources import load_entries
 
 REPO = Path(__file__).resolve().parents[1]
 # The release tags v0.6.0 … v0.13.0 of nshkrdotcom/snakepit (git tag, 38 of them).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from contract_tests import cli
-from contract_tests.clause import MUST, REGISTRY, TESTS
+from contract_tests.contract.clause import MUST, REGISTRY, TESTS
 from contract_tests.report.baseline import BaselineError, load_baseline
 from contract_tests.report.model import ClauseResult, Outcome
 

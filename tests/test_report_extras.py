@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from contract_tests import cli
+from contract_tests import cli, errors
 from contract_tests.report import html, json_report, markdown
 from contract_tests.report.extras import ReportInputError, load_bench, load_mutation_score
 from contract_tests.report.model import RunReport
@@ -138,5 +138,5 @@ def test_cli_refuses_a_bad_file_before_starting_anything(
     """Ensure `run` exits with the usage-error status and names the file, starting no worker."""
     missing = tmp_path / "absent.json"
     assert cli.main(["run", option, str(missing), "--report-dir", str(tmp_path / "r")], out=io.StringIO()) \
-        == cli.EXIT_USAGE
+        == errors.EXIT_USAGE
     assert "cannot read" in capsys.readouterr().err and not (tmp_path / "r").exists()

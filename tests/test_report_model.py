@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contract_tests.clause import REGISTRY, Clause
+from contract_tests.contract.clause import REGISTRY, Clause
 from contract_tests.report.model import (
     LEVELS,
     CheckRecord,

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from contract_tests import report
-from contract_tests.clause import REGISTRY
+from contract_tests.contract.clause import REGISTRY
 from contract_tests.report import badge, html, json_report, junit, markdown
 from contract_tests.report.model import ClauseResult, Evidence, Outcome, RunReport, WorkerInfo
 

@@ -29,9 +29,10 @@ import grpc
 import psutil
 import pytest
 
-from contract_tests import cli, ownership, processes
+from contract_tests import errors
+from contract_tests.driver import ownership, processes
 from contract_tests.errors import render
-from contract_tests.verdicts import grpc_status
+from contract_tests.judging.verdicts import grpc_status
 
 BROKEN = Path(__file__).resolve().parent.parent / "fixtures" / "broken"
 CLI = [sys.executable, "-m", "contract_tests.cli"]
@@ -74,7 +75,7 @@ def test_unstartable_worker_is_judged_once_in_seconds(tmp_path: Path) -> None:
     counting = shlex.join(["sh", "-c", f'echo $PPID >> {shlex.quote(str(launches))}; exec "$@"', "sh",
                            sys.executable, str(BROKEN / "exits_at_once.py")])
     code, output, seconds, document = _run("--worker-cmd", counting, "--profile", "all", tmp_path=tmp_path)
-    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT, output[-3000:]
     per_process = Counter(launches.read_text().split())
     assert per_process and max(per_process.values()) <= 2, f"launched again and again: {per_process}"
     # About 8 s on an idle machine (the old way took minutes); the bound leaves room for a heavily loaded one.
@@ -104,7 +105,7 @@ def test_a_profile_the_worker_cannot_start_under_leaves_the_other_alone(tmp_path
     bridge) is NOT-RUN there, while the same checks run and pass under 0.13."""
     code, output, _, document = _run("--worker-cmd", _worker("ready_file_only.py"), "--only", "TOOL-001,TOOL-004",
                                      "-n", "0", "--profile", "all", "--timeout-scale", "0.1", tmp_path=tmp_path)
-    assert code == cli.EXIT_HARNESS, output[-3000:]
+    assert code == errors.EXIT_HARNESS, output[-3000:]
     assert _outcomes(document) == {("TOOL-001", "snakepit-0.6"): "NOT-RUN", ("TOOL-004", "snakepit-0.6"): "NOT-RUN",
                                    ("TOOL-001", "snakepit-0.13"): "PASS", ("TOOL-004", "snakepit-0.13"): "PASS"}
     assert "never started (PROC-001, PROC-005, PROC-007): no GRPC_READY:<port> line" in output
@@ -119,7 +120,7 @@ def test_catalogue_refused_with_a_status_is_no_catalogue(tmp_path: Path) -> None
     outcomes = _outcomes(document)
     assert outcomes == {("TOOL-001", "snakepit-0.13"): "SKIP", ("STREAM-001", "snakepit-0.13"): "SKIP",
                         ("PROC-017", "snakepit-0.13"): "PASS"}, output[-3000:]
-    assert code == cli.EXIT_CONFORMANT
+    assert code == errors.EXIT_CONFORMANT
     reason = next(c["reason"] for c in document["clauses"] if c["id"] == "TOOL-001")
     assert reason == ("capability: worker does not implement the contract tool catalogue "
                       "(gRPC NOT_FOUND: unknown tool contract.catalogue)")
@@ -150,7 +151,7 @@ def test_unreachable_address_is_one_line_and_no_verdict(target: str, request: py
     """Ensure --worker-address to a closed port or a non-gRPC server gives exit 2 and one line, before any check."""
     port = request.getfixturevalue(target)
     code, output, seconds, document = _run("--worker-address", f"127.0.0.1:{port}", tmp_path=tmp_path)
-    assert code == cli.EXIT_HARNESS
+    assert code == errors.EXIT_HARNESS
     expected = f"snakepit-contract: no verdict (exit 2): cannot reach the worker at 127.0.0.1:{port}: Ping failed with "
     assert output.count("\n") == 1 and output.startswith(expected), output
     assert seconds < 60 and not document  # a second or two on an idle machine
@@ -174,7 +175,7 @@ def test_baseline_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
     baseline = tmp_path / "baseline.toml"
     baseline.write_bytes(b"\xff\xfe[[expected_failure]]\n")
     code, output, _, document = _run("--baseline", str(baseline), tmp_path=tmp_path)
-    assert code == cli.EXIT_USAGE and not document
+    assert code == errors.EXIT_USAGE and not document
     assert [line for line in output.splitlines() if line.strip()] == [
         f"ERROR: Invalid baseline from --baseline: baseline {baseline} is not UTF-8 text (byte 0 of it); "
         "it must be TOML"]
@@ -187,7 +188,7 @@ def test_report_dir_that_cannot_be_written_is_a_usage_error(where: str, tmp_path
         (tmp_path / "file").write_text("")
         where = str(tmp_path / "file" / "report")
     code, output, _, _ = _run("--report-dir", where, tmp_path=tmp_path)
-    assert code == cli.EXIT_USAGE
+    assert code == errors.EXIT_USAGE
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"ERROR: Invalid report directory {where!r} from --report-dir: "
                                                    "cannot write there ("), output
@@ -199,7 +200,7 @@ def test_report_that_cannot_be_written_after_the_run_is_no_verdict(tmp_path: Pat
     blocked = tmp_path / "conformance-report"
     (blocked / "conformance.md").mkdir(parents=True)  # a folder where the file must go
     code, output, _, _ = _run("--only", "TOOL-004", "-n", "0", tmp_path=tmp_path)
-    assert code == cli.EXIT_HARNESS, output[-3000:]
+    assert code == errors.EXIT_HARNESS, output[-3000:]
     assert output.splitlines()[-1].startswith(
         "snakepit-contract: no verdict (exit 2): the run was CONFORMANT, but the report could not be written: ")
     assert "Traceback" not in output
@@ -226,7 +227,7 @@ def test_a_sigkilled_run_leaves_nothing_after_the_next_run_starts(tmp_path: Path
     survivors = _processes_running(str(worker))
     assert survivors and _owned_by_dead_or_me(tmp_path), "the SIGKILL left nothing: this test proves nothing"
     code, output, _, _ = _run("--only", "TOOL-004", "-n", "0", tmp_path=tmp_path)
-    assert code == cli.EXIT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_CONFORMANT, output[-3000:]
     # The folders are under this test's TMPDIR, so only this run sees them; another run on the machine may kill
     # the orphaned workers first (their owner is dead to every run), so this one may or may not name them.
     assert re.search(r"snakepit-contract: swept what earlier runs that died left behind: (killed [1-9]\d* worker "
@@ -314,7 +315,7 @@ def test_a_failed_scenario_shows_its_steps_and_the_pool_workers_logs(tmp_path: P
     mutant = Path(__file__).resolve().parent.parent / "fixtures" / "mutants" / "forgets_programs.py"
     code, output, _, document = _run("--worker-cmd", shlex.join([sys.executable, str(mutant)]), "-n", "0",
                                      "--only", "SESSION-011", tmp_path=tmp_path)
-    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT, output[-3000:]
     [result] = document["clauses"]
     steps = next(e["text"] for e in result["evidence"] if e["title"] == "scenario session/in-session-parameter")
     assert steps.startswith("scenario session/in-session-parameter: pool size=1\n  1. execute ")
@@ -329,7 +330,7 @@ def test_heartbeat_evidence_names_the_first_cause(tmp_path: Path) -> None:
     mutant = Path(__file__).resolve().parent.parent / "fixtures" / "mutants" / "heartbeat_session_invalid.py"
     code, output, _, document = _run("--worker-cmd", shlex.join([sys.executable, str(mutant)]), "-n", "0",
                                      "--only", "RPC-002", tmp_path=tmp_path)
-    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT, output[-3000:]
     [result] = document["clauses"]
     assert result["outcome"] == "FAIL"
     assert "session_valid=false" in result["reason"].split("Then the check saw")[0], result["reason"]
@@ -340,12 +341,12 @@ def test_a_handshake_ping_that_fails_is_rpc_001s_failure(tmp_path: Path) -> None
     and leaves the other checks NOT-RUN, not ERROR."""
     code, output, _, document = _run("--worker-cmd", _worker("ping_refused.py"), "-n", "0",
                                      "--only", "RPC-001", tmp_path=tmp_path)
-    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT, output[-3000:]
     [result] = document["clauses"]
     assert result["outcome"] == "FAIL" and "UNIMPLEMENTED no Ping here" in result["reason"]
     code, output, _, document = _run("--worker-cmd", _worker("ping_refused.py"), "-n", "0",
                                      "--only", "RPC-001,TOOL-004,PROC-001", tmp_path=tmp_path)
-    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT, output[-3000:]
     assert _outcomes(document) == {("RPC-001", "snakepit-0.13"): "FAIL", ("PROC-001", "snakepit-0.13"): "FAIL",
                                    ("TOOL-004", "snakepit-0.13"): "NOT-RUN"}
 
@@ -355,7 +356,7 @@ def test_escape_sequences_in_a_workers_answers_are_shown_escaped(tmp_path: Path)
     raw, while the failure still shows them, escaped."""
     code, output, _, document = _run("--worker-cmd", _worker("escapes_in_errors.py"), "-n", "0",
                                      "--only", "TOOL-020", tmp_path=tmp_path)
-    assert code == cli.EXIT_NOT_CONFORMANT, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT, output[-3000:]
     assert "\x1b" not in output and "\x07" not in output and "\\x1b]0;owned\\x07" in output
     for name in ("conformance.md", "conformance.html", "conformance.json", "junit.xml"):
         text = (tmp_path / "conformance-report" / name).read_text()

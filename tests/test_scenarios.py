@@ -11,11 +11,17 @@ from typing import Any
 import jsonschema
 import pytest
 
-from contract_tests.clause import REGISTRY
+from contract_tests.contract.clause import REGISTRY
+from contract_tests.contract.profiles import RULES, SNAKEPIT_0_13, Profile, check_condition, get_profile
+from contract_tests.driver.launcher import WorkerSpec
+from contract_tests.elixir.scenarios import (
+    SCENARIO_DIR,
+    ScenarioRunner,
+    load_scenario,
+    scenario_applies,
+    scenario_names,
+)
 from contract_tests.errors import ContractViolation
-from contract_tests.launcher import WorkerSpec
-from contract_tests.profiles import RULES, SNAKEPIT_0_13, Profile, check_condition, get_profile
-from contract_tests.scenarios import SCENARIO_DIR, ScenarioRunner, load_scenario, scenario_applies, scenario_names
 
 SCHEMA = json.loads((SCENARIO_DIR / "scenario.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

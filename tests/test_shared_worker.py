@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
+from contract_tests.contract.profiles import SNAKEPIT_0_6
+from contract_tests.driver.launcher import WorkerProcess, WorkerSpec
 from contract_tests.errors import ContractViolation
-from contract_tests.launcher import WorkerProcess, WorkerSpec
-from contract_tests.plugin import SharedWorker
-from contract_tests.profiles import SNAKEPIT_0_6
-from contract_tests.settings import Settings
+from contract_tests.judging.plugin import SharedWorker
+from contract_tests.judging.settings import Settings
 
 
 def _killed(worker: WorkerProcess) -> None:

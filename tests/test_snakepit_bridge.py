@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from contract_tests.profiles import version_key
+from contract_tests.contract.profiles import version_key
 from reference_worker.tools import CATALOGUE
 
 ADAPTER_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "workers" / "snakepit_bridge"
@@ -42,7 +42,7 @@ def _versions() -> list[str]:
 
 
 def _profile_args(version: str) -> list[str]:
-    """Judged by exactly the rules of the bridge's own release (contract_tests/releases.toml)."""
+    """Judged by exactly the rules of the bridge's own release (contract_tests/contract/releases.toml)."""
     return ["--snakepit-version", version]
 
 

@@ -1,4 +1,4 @@
-"""Self-tests of our record of Snakepit's behaviour (contract_tests/snakepit_sources.toml, docs/snakepit/).
+"""Self-tests of our record of Snakepit's behaviour (contract_tests/contract/snakepit_sources.toml, docs/snakepit/).
 
 Every clause rests on entries that exist, every anchor cited anywhere exists, the generated docs are up to date,
 nothing in the repository points at a document outside it, and `sources-check` confirms the citations against
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from contract_tests import cli
-from contract_tests.clause import load_catalogue
-from contract_tests.snakepit_sources import (
+from contract_tests.contract.clause import load_catalogue
+from contract_tests.contract.snakepit_sources import (
     DOCS_DIR,
     ENTRIES,
     Citation,
@@ -118,13 +118,13 @@ def test_nothing_refers_to_a_document_outside_the_repository() -> None:
 
 
 def test_generated_docs_are_up_to_date() -> None:
-    """Ensure docs/snakepit/ is exactly what `python -m contract_tests.snakepit_sources` writes from the data."""
+    """Ensure docs/snakepit/ is exactly what `python -m contract_tests.contract.snakepit_sources` writes."""
     expected = render_docs(ENTRIES, clauses_by_anchor())
     docs = ROOT / DOCS_DIR
     assert sorted(p.name for p in docs.glob("*.md")) == sorted(expected), "regenerate docs/snakepit/"
     for name, text in expected.items():
         assert (docs / name).read_text(encoding="utf-8") == text, \
-            f"{DOCS_DIR}/{name} is stale: run `python -m contract_tests.snakepit_sources`"
+            f"{DOCS_DIR}/{name} is stale: run `python -m contract_tests.contract.snakepit_sources`"
 
 
 def test_each_entry_covers_its_releases_without_gaps() -> None:

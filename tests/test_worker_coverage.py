@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests import worker_coverage
+from contract_tests.driver import worker_coverage
 
 
 def test_only_python_workers_with_a_module_or_script_are_measured(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 CONSTANT = any_pb2.Any(type_url="type.googleapis.com/google.protobuf.StringValue", value=b'{"ok": true}')
 _FINAL = pb.ToolChunk(chunk_id="final", data=b"", is_final=True)

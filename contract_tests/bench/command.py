@@ -17,9 +17,9 @@ import grpc
 from contract_tests.bench import output
 from contract_tests.bench.measure import BenchSettings
 from contract_tests.bench.runner import run_bench
-from contract_tests.errors import WorkerStartError
-from contract_tests.profiles import DEFAULT_PROFILE, PROFILES, get_profile
-from contract_tests.settings import DEFAULT_WORKER_CMD
+from contract_tests.contract.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from contract_tests.errors import EXIT_CONFORMANT, EXIT_HARNESS, UsageProblem, WorkerStartError
+from contract_tests.judging.settings import DEFAULT_WORKER_CMD
 
 _DEFAULTS = BenchSettings()
 _COUNTS = {
@@ -68,7 +68,7 @@ def _progress(line: str) -> None:
 def _use_image(image: str, problem: type[Exception]) -> None:
     """The engine at DOCKER_HOST holds the image; this run's label claimed and dead runs' containers removed."""
     try:
-        from contract_tests import container
+        from contract_tests.driver import container
     except ImportError as err:
         raise problem(f"--worker-image needs the containers extra (testcontainers): {err}") from None
     try:
@@ -80,9 +80,7 @@ def _use_image(image: str, problem: type[Exception]) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    """Run the bench; usage problems raise the CLI's UsageProblem."""
-    from contract_tests.cli import EXIT_CONFORMANT, EXIT_HARNESS, UsageProblem
-
+    """Run the bench; usage problems raise UsageProblem."""
     for name in _COUNTS:
         if getattr(args, name) < (0 if name in ("warmup", "pool_calls", "payload_50mib_calls") else 1):
             raise UsageProblem(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")

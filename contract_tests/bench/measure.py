@@ -17,15 +17,15 @@ from dataclasses import dataclass, field, replace
 import grpc
 import grpc.experimental
 
-from contract_tests import processes
 from contract_tests.bench.stats import percentile
-from contract_tests.client import CHANNEL_OPTIONS
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver import processes
+from contract_tests.driver.client import CHANNEL_OPTIONS
+from contract_tests.driver.launcher import WorkerProcess, WorkerSpec
+from contract_tests.elixir.host import HostEmulator
+from contract_tests.elixir.pool import PoolEmulator, PoolTimings
 from contract_tests.errors import WorkerStartError
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import WorkerProcess, WorkerSpec
-from contract_tests.pool import PoolEmulator, PoolTimings
-from contract_tests.profiles import Profile
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 MIB = 1024 * 1024
 # Figures that need contract tools, and which tool each one needs (docs/contract.md §5).

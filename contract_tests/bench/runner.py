@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from contract_tests.bench.measure import BenchSettings, Sample, Target, make_spec, measure
-from contract_tests.host import HostEmulator
-from contract_tests.profiles import Profile
+from contract_tests.contract.profiles import Profile
+from contract_tests.elixir.host import HostEmulator
 
 BASELINE_MODULE = "contract_tests.bench.baselines"
 BASELINES = (

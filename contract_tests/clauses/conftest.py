@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver.launcher import WorkerSpec
+from contract_tests.elixir.host import HostEmulator
+from contract_tests.elixir.pool import PoolEmulator
+from contract_tests.elixir.scenarios import ScenarioRunner, describe_steps, load_scenario, scenario_applies
 from contract_tests.errors import ContractViolation
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import WorkerSpec
-from contract_tests.plugin import Settings
-from contract_tests.pool import PoolEmulator
-from contract_tests.profiles import Profile
-from contract_tests.scenarios import ScenarioRunner, describe_steps, load_scenario, scenario_applies
-from contract_tests.verdicts import EXTRA_EVIDENCE, LAUNCHED
+from contract_tests.judging.plugin import Settings
+from contract_tests.judging.verdicts import EXTRA_EVIDENCE, LAUNCHED
 
 RunScenario = Callable[[str], None]
 MakePool = Callable[..., PoolEmulator]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from contract_tests.clause import clause, requires_tools
 from contract_tests.clauses.conftest import MakePool, RunScenario
+from contract_tests.contract.clause import clause, requires_tools
 from contract_tests.errors import expect
 
 

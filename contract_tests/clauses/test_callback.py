@@ -6,14 +6,14 @@ import re
 import socket
 import time
 
-from contract_tests.clause import clause, requires_tools
-from contract_tests.client import CORRELATION_HEADER, WorkerClient
-from contract_tests.codec import ToolReply, is_json
+from contract_tests.contract.clause import clause, requires_tools
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver.client import CORRELATION_HEADER, WorkerClient
+from contract_tests.elixir.host import HostEmulator
 from contract_tests.errors import expect, render
-from contract_tests.host import HostEmulator
-from contract_tests.plugin import Launch, Settings
-from contract_tests.profiles import Profile
-from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.judging.plugin import Launch, Settings
+from contract_tests.protocol.codec import ToolReply, is_json
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
 
 # Snakepit >= 0.6.6 ToolRegistry rule (snakepit: tool-registration).
 VALID_TOOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")

@@ -8,14 +8,14 @@ import time
 import grpc
 import pytest
 
-from contract_tests import processes
-from contract_tests.clause import clause
 from contract_tests.clauses.conftest import MakePool, RunScenario
+from contract_tests.contract.clause import clause
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver import processes
+from contract_tests.driver.launcher import WorkerProcess
+from contract_tests.elixir.pool import PoolEmulator
 from contract_tests.errors import expect
-from contract_tests.launcher import WorkerProcess
-from contract_tests.plugin import Launch, Settings
-from contract_tests.pool import PoolEmulator
-from contract_tests.profiles import Profile
+from contract_tests.judging.plugin import Launch, Settings
 
 # How long a worker may tolerate an Elixir side that never answered its Heartbeat (docs/contract.md §1).
 STARTUP_TOLERANCE_S = 60.0

@@ -10,16 +10,16 @@ import time
 import grpc
 import pytest
 
-from contract_tests import processes
-from contract_tests.clause import clause, requires_tools
-from contract_tests.client import CHANNEL_OPTIONS
+from contract_tests.contract.clause import clause, requires_tools
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver import processes
+from contract_tests.driver.client import CHANNEL_OPTIONS
+from contract_tests.driver.launcher import WorkerProcess
+from contract_tests.elixir.host import HostEmulator
 from contract_tests.errors import ContractViolation, WorkerStartError, expect
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import WorkerProcess
-from contract_tests.plugin import Launch, Settings
-from contract_tests.profiles import Profile
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from contract_tests.judging.plugin import Launch, Settings
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 # Exit statuses Snakepit accepts after its own SIGTERM: 0, or death by SIGTERM (143 from a shell).
 GRACEFUL_STATUSES = {0, -signal.SIGTERM, 128 + signal.SIGTERM}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contract_tests.clause import clause
 from contract_tests.clauses.conftest import RunScenario
+from contract_tests.contract.clause import clause
 
 
 @clause("PROGRAM-001")

@@ -8,13 +8,13 @@ import time
 
 import grpc
 
-from contract_tests.clause import clause, requires_tools
-from contract_tests.client import WorkerClient
+from contract_tests.contract.clause import clause, requires_tools
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver.client import WorkerClient
+from contract_tests.driver.launcher import WorkerProcess
 from contract_tests.errors import ContractViolation, expect
-from contract_tests.launcher import WorkerProcess
-from contract_tests.plugin import Settings
-from contract_tests.profiles import Profile
-from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.judging.plugin import Settings
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
 
 # Calls only the Elixir side serves; a worker may refuse them but must answer.
 ELIXIR_SIDE_CALLS = {

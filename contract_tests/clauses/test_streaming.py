@@ -7,12 +7,12 @@ from typing import Any
 
 import grpc
 
-from contract_tests.clause import clause, requires_tools
-from contract_tests.client import StreamResult, WorkerClient
-from contract_tests.codec import is_json, parse_error, strict_json_loads
+from contract_tests.contract.clause import clause, requires_tools
+from contract_tests.driver.client import StreamResult, WorkerClient
+from contract_tests.driver.launcher import WorkerProcess
 from contract_tests.errors import expect
-from contract_tests.launcher import WorkerProcess
-from contract_tests.plugin import Settings
+from contract_tests.judging.plugin import Settings
+from contract_tests.protocol.codec import is_json, parse_error, strict_json_loads
 
 STREAM = "contract.stream"
 # How soon a cancelled stream's producer must be seen stopped (the bound RPC-011 sets for unary calls); a

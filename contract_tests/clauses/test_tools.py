@@ -14,14 +14,14 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 
-from contract_tests.clause import clause, requires_tools
-from contract_tests.client import WorkerClient
-from contract_tests.codec import STRING_VALUE_TYPE_URL, ToolReply, encode_json, is_json
+from contract_tests.contract.clause import clause, requires_tools
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver.client import WorkerClient
+from contract_tests.driver.launcher import WorkerProcess
 from contract_tests.errors import ContractViolation, expect
-from contract_tests.launcher import WorkerProcess
-from contract_tests.payloads import catalogue_cases, json_values
-from contract_tests.plugin import Settings
-from contract_tests.profiles import Profile
+from contract_tests.judging.plugin import Settings
+from contract_tests.protocol.codec import STRING_VALUE_TYPE_URL, ToolReply, encode_json, is_json
+from contract_tests.protocol.payloads import catalogue_cases, json_values
 
 MIB = 1024 * 1024
 

@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver.launcher import WorkerSpec
+from contract_tests.elixir.scenarios import ScenarioRunner
 from contract_tests.errors import ContractViolation
-from contract_tests.launcher import WorkerSpec
-from contract_tests.profiles import Profile
-from contract_tests.scenarios import ScenarioRunner
-from contract_tests.settings import DEFAULT_WORKER_CMD
+from contract_tests.judging.settings import DEFAULT_WORKER_CMD
 
 PASS, FAIL, ABORTED, MISSING = "PASS", "FAIL", "ABORTED", "MISSING"
 AGREE, DIVERGE, NOT_RUN, UNJUDGED = "AGREE", "DIVERGE", "NOT-RUN", "UNJUDGED"

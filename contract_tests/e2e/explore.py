@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from contract_tests.contract.profiles import Profile, get_profile
+from contract_tests.driver.launcher import WorkerSpec
 from contract_tests.e2e import image, live
 from contract_tests.e2e.compare import ABORTED, FAIL, PASS, snakepit_side
 from contract_tests.e2e.tier import _sources, for_release
+from contract_tests.elixir.scenarios import ScenarioRunner
 from contract_tests.errors import ContractViolation
-from contract_tests.launcher import WorkerSpec
-from contract_tests.profiles import Profile, get_profile
-from contract_tests.scenarios import ScenarioRunner
-from contract_tests.settings import DEFAULT_WORKER_CMD
+from contract_tests.judging.settings import DEFAULT_WORKER_CMD
 
 Program = dict[str, Any]
 RAISED, NOT_REACHED = "RAISED", "NOT-REACHED"

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from contract_tests.e2e.command import EXIT_AGREE, EXIT_DIVERGE, EXIT_NOT_RUN, EXIT_USAGE
 from contract_tests.e2e.sources import NEWEST, VERSIONS
-from contract_tests.scenarios import SCENARIO_DIR
+from contract_tests.elixir.scenarios import SCENARIO_DIR
 
 DEFAULT_PROGRAMS = 100
 FOUND_DIR = SCENARIO_DIR / "found"
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError:
         print("explore: NOT-RUN: the generator needs hypothesis (pip install 'snakepit-contract[explore]')", file=out)
         return EXIT_NOT_RUN
+    from contract_tests.contract.profiles import get_profile
     from contract_tests.e2e import explore
-    from contract_tests.profiles import get_profile
 
     try:
         sides = explore.Sides(

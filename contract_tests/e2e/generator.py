@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from contract_tests.profiles import Profile
+from contract_tests.contract.profiles import Profile
 
 Program = dict[str, Any]
 Step = dict[str, Any]

@@ -119,7 +119,7 @@ def run(tag: str, scenarios: list[Mapping[str, Any]], worker: Worker, timeout_s:
 def _run_container(tag: str, files: list[str], staged: Path, worker: Worker, timeout_s: float) -> LiveRun:
     from testcontainers.core.container import DockerContainer
 
-    from contract_tests import container as worker_containers
+    from contract_tests.driver import container as worker_containers
 
     # The owner label lets the next run (of this tier or of the suite) remove the container of a SIGKILLed one.
     worker_containers.sweep_orphans()

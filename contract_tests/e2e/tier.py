@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from contract_tests.clause import REGISTRY
+from contract_tests.contract.clause import REGISTRY
+from contract_tests.contract.profiles import Profile, get_profile
 from contract_tests.e2e import image, live
 from contract_tests.e2e.compare import (
     AGREE,
@@ -29,9 +30,8 @@ from contract_tests.e2e.compare import (
     snakepit_side,
 )
 from contract_tests.e2e.sources import Sources, SourcesMissing, locate
-from contract_tests.profiles import Profile, get_profile
+from contract_tests.elixir.scenarios import expectation, load_scenario, scenario_applies, scenario_names
 from contract_tests.report.baseline import load_baseline
-from contract_tests.scenarios import expectation, load_scenario, scenario_applies, scenario_names
 
 RAN, ERROR = "RAN", "ERROR"
 

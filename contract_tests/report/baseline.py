@@ -14,8 +14,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from contract_tests.clause import Clause
-from contract_tests.profiles import get_profile
+from contract_tests.contract.clause import Clause
+from contract_tests.contract.profiles import get_profile
 from contract_tests.report.model import ClauseResult, Outcome
 
 TABLE = "expected_failure"

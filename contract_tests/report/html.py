@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from html import escape
 
-from contract_tests.clause import Level
+from contract_tests.contract.clause import Level
+from contract_tests.contract.snakepit_sources import ENTRIES
 from contract_tests.report.extras import bench_table
 from contract_tests.report.model import FAILING, LEVELS, UNJUDGED, ClauseResult, Outcome, RunReport
-from contract_tests.snakepit_sources import ENTRIES
 
 _CSS = """
 :root { --pass:#2e7d32; --fail:#c62828; --skip:#8d6e00; --xfail:#b26a00; --error:#6a1b9a; --notrun:#616161; }

@@ -7,10 +7,10 @@ from collections import Counter
 from importlib import resources
 from typing import Any
 
-from contract_tests.clause import SUBJECTS, Level
-from contract_tests.profiles import get_profile
+from contract_tests.contract.clause import SUBJECTS, Level
+from contract_tests.contract.profiles import get_profile
+from contract_tests.contract.snakepit_sources import ENTRIES, Entry
 from contract_tests.report.model import ClauseResult, Outcome, RunReport
-from contract_tests.snakepit_sources import ENTRIES, Entry
 
 SCHEMA_VERSION = 4
 

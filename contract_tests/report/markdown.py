@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from contract_tests.clause import Level
+from contract_tests.contract.clause import Level
+from contract_tests.contract.snakepit_sources import ENTRIES
 from contract_tests.report.extras import bench_table
 from contract_tests.report.model import FAILING, LEVELS, UNJUDGED, ClauseResult, Outcome, RunReport, Verdict
-from contract_tests.snakepit_sources import ENTRIES
 
 ICONS = {
     Outcome.PASS: "✅", Outcome.FAIL: "❌", Outcome.XPASS: "❌", Outcome.TIMEOUT: "⏱️", Outcome.ERROR: "💥",

@@ -1,6 +1,6 @@
 """The compatibility matrix: one suite run per distinct rule set, merged into releases x areas with a headline.
 
-Releases whose rules are identical (contract_tests/releases.toml) are judged identically, so one run judges
+Releases whose rules are identical (contract_tests/contract/releases.toml) are judged identically, so one run judges
 them all. `merge` reads per-release report directories (one `conformance.json` each, e.g. from parallel CI
 jobs), gives every requested release the run of a release with the same rules, and writes one report:
 conformance.json (the runs' clauses, plus `matrix`), conformance.md (the matrix), junit.xml and badge.svg.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract_tests.profiles import RELEASES, Profile, distinct_rule_sets, get_profile, release_span, span_text
+from contract_tests.contract.profiles import RELEASES, Profile, distinct_rule_sets, get_profile, release_span, span_text
 from contract_tests.report import badge
 from contract_tests.report.model import FAILING, Outcome
 
@@ -162,8 +162,8 @@ def markdown(doc: dict[str, Any]) -> str:
     for row in matrix["releases"]:
         lines.append(f"| {row['release']} | {row['judged_by'] or '-'} | {row['verdict'].replace('_', ' ')} | "
                      f"{row['passed']}/{row['judged']} | " + " | ".join(row["areas"].get(a, "-") for a in areas) + " |")
-    lines += ["", "Releases with identical rules (contract_tests/releases.toml) share one run. Each run's full report:",
-              "", *(f"* [{d}]({d}/conformance.md)" for d in matrix["runs"]), ""]
+    lines += ["", "Releases with identical rules (contract_tests/contract/releases.toml) share one run."
+              " Each run's full report:", "", *(f"* [{d}]({d}/conformance.md)" for d in matrix["runs"]), ""]
     return "\n".join(lines)
 
 

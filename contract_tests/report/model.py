@@ -10,8 +10,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, NamedTuple
 
-from contract_tests.clause import Clause, Level
-from contract_tests.profiles import get_profile
+from contract_tests.contract.clause import Clause, Level
+from contract_tests.contract.profiles import get_profile
 
 
 class Outcome(Enum):

@@ -2,7 +2,7 @@ defmodule SnakepitContractE2E.Scenario do
   @moduledoc """
   Runs one scenario file (fixtures/scenarios, schema scenario.schema.json) against real Snakepit.
 
-  The step semantics are those of the Python runner (contract_tests/scenarios.py), which drives
+  The step semantics are those of the Python runner (contract_tests/elixir/scenarios.py), which drives
   the pool emulator with the same files: a failed step tagged with a clause is reported and the
   run goes on; a failed untagged step (set-up) aborts the scenario. Every step's outcome is
   printed as a result line, with what was expected and what Snakepit did.

@@ -18,13 +18,13 @@ from typing import Any
 
 import grpc
 
-from contract_tests import processes
-from contract_tests.client import StreamResult
-from contract_tests.codec import ToolReply
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import StopResult, WorkerProcess, WorkerSpec
-from contract_tests.profiles import Profile
-from contract_tests.session_store import SessionStoreError
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver import processes
+from contract_tests.driver.client import StreamResult
+from contract_tests.driver.launcher import StopResult, WorkerProcess, WorkerSpec
+from contract_tests.elixir.host import HostEmulator
+from contract_tests.elixir.session_store import SessionStoreError
+from contract_tests.protocol.codec import ToolReply
 
 logger = logging.getLogger(__name__)
 

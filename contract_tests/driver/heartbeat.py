@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from contract_tests.client import WorkerClient
+from contract_tests.driver.client import WorkerClient
 
 
 @dataclass(frozen=True)

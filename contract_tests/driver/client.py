@@ -19,10 +19,10 @@ from typing import Any
 import grpc
 from google.protobuf import timestamp_pb2
 
-from contract_tests.codec import ToolReply, decode_reply, encode_parameters
-from contract_tests.profiles import Profile
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
+from contract_tests.contract.profiles import Profile
+from contract_tests.protocol.codec import ToolReply, decode_reply, encode_parameters
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 # Elixir sets no size limit; 256 MiB leaves room for the 50 MiB clauses and more.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024

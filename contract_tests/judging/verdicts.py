@@ -21,12 +21,14 @@ import grpc
 import pytest
 
 from contract_tests import __version__, report
-from contract_tests.clause import REGISTRY, Clause
-from contract_tests.client import WorkerClient
-from contract_tests.deadline import ClauseTimeout, deadline
+from contract_tests.contract.clause import REGISTRY, Clause
+from contract_tests.contract.profiles import Profile, Readiness
+from contract_tests.driver.client import WorkerClient
+from contract_tests.driver.launcher import WorkerProcess
+from contract_tests.driver.visible import visible
 from contract_tests.errors import ContractViolation, WorkerStartError, WorkerUnreachable
-from contract_tests.launcher import WorkerProcess
-from contract_tests.profiles import Profile, Readiness
+from contract_tests.judging.deadline import ClauseTimeout, deadline
+from contract_tests.judging.settings import SETTINGS
 from contract_tests.report import json_report, terminal
 from contract_tests.report.extras import EXTRAS, ReportExtras
 from contract_tests.report.model import (
@@ -40,8 +42,6 @@ from contract_tests.report.model import (
     fold,
     plan,
 )
-from contract_tests.settings import SETTINGS
-from contract_tests.visible import visible
 
 # Raised by a check's own calls, these mean the worker broke the contract; anything else is the harness's.
 _WORKER_FAULTS = (AssertionError, grpc.RpcError, WorkerStartError)

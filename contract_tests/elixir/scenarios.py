@@ -19,17 +19,17 @@ from typing import Any
 
 import grpc
 
-from contract_tests import processes
-from contract_tests.client import CHANNEL_OPTIONS
+from contract_tests.contract.profiles import Profile, holds
 from contract_tests.datafiles import data_dir
+from contract_tests.driver import processes
+from contract_tests.driver.client import CHANNEL_OPTIONS
+from contract_tests.driver.launcher import WorkerProcess, WorkerSpec
+from contract_tests.elixir.host import HostEmulator
+from contract_tests.elixir.pool import PoolEmulator, PoolError, PoolTimings, Routed
+from contract_tests.elixir.session_store import DEFAULT_MAX_SESSIONS, SessionNotFound, SessionStore, SessionStoreError
 from contract_tests.errors import ContractViolation
-from contract_tests.host import HostEmulator
-from contract_tests.launcher import WorkerProcess, WorkerSpec
-from contract_tests.pool import PoolEmulator, PoolError, PoolTimings, Routed
-from contract_tests.profiles import Profile, holds
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from contract_tests.session_store import DEFAULT_MAX_SESSIONS, SessionNotFound, SessionStore, SessionStoreError
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 SCENARIO_DIR = data_dir() / "scenarios"
 Step = dict[str, Any]

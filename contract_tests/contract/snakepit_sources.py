@@ -3,7 +3,7 @@
 Every clause rests on entries of this record by anchor (catalogue.toml `rests_on`). An entry says, per
 range of releases, what Snakepit does and where: tag, file and line range, and a short snippet those
 lines contain, so `sources-check` can confirm each citation against Snakepit's tagged sources. The
-Markdown under docs/snakepit/ is generated from the same data (`python -m contract_tests.snakepit_sources`).
+Markdown under docs/snakepit/ is generated from the same data (`python -m contract_tests.contract.snakepit_sources`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract_tests import profiles
+from contract_tests.contract import profiles
 
 SOURCES_PATH = Path(__file__).with_name("snakepit_sources.toml")
 REPOSITORY = "https://github.com/nshkrdotcom/snakepit"
@@ -211,8 +211,8 @@ def check_citations(entries: Iterable[Entry], readers: Iterable[Reader]) -> Chec
 
 # -- the generated Markdown under docs/snakepit/ ----------------------------------------------------------------------
 
-_GENERATED = ("<!-- Generated from contract_tests/snakepit_sources.toml by `python -m contract_tests.snakepit_sources`;"
-              " edit the data, not this file. -->")
+_GENERATED = ("<!-- Generated from contract_tests/contract/snakepit_sources.toml by"
+              " `python -m contract_tests.contract.snakepit_sources`; edit the data, not this file. -->")
 
 
 def _index(entries: Mapping[str, Entry], clauses_by_anchor: Mapping[str, list[str]]) -> str:
@@ -224,7 +224,7 @@ def _index(entries: Mapping[str, Entry], clauses_by_anchor: Mapping[str, list[st
 
 The kit's clauses rest on these entries: each says, per range of Snakepit releases, what Snakepit does and
 where in Snakepit's source that happens (tag, file, line range, and a link to that file at that tag). The
-words are ours; the data is `contract_tests/snakepit_sources.toml`, shipped in the package, so
+words are ours; the data is `contract_tests/contract/snakepit_sources.toml`, shipped in the package, so
 `snakepit-contract explain CLAUSE` prints the entries a clause rests on from an installed kit, and the
 reports link them for every clause that did not pass.
 
@@ -271,7 +271,7 @@ def render_docs(entries: Mapping[str, Entry], clauses_by_anchor: Mapping[str, li
 
 
 def clauses_by_anchor() -> dict[str, list[str]]:
-    from contract_tests.clause import load_catalogue
+    from contract_tests.contract.clause import load_catalogue
 
     found: dict[str, list[str]] = {}
     for clause in load_catalogue().values():

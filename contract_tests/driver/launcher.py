@@ -33,21 +33,20 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from contract_tests import ownership, processes, worker_coverage
-from contract_tests.client import TelemetryStream, WorkerClient
+from contract_tests.contract.profiles import Profile, Readiness
+from contract_tests.driver import ownership, processes, worker_coverage
+from contract_tests.driver.client import TelemetryStream, WorkerClient
+from contract_tests.driver.heartbeat import HeartbeatMonitor
+from contract_tests.driver.readiness import ReadyFileWait, ReadyLineWait
+from contract_tests.driver.run_tag import RUN_TAG, RUN_TAG_ENV
+from contract_tests.driver.visible import visible
 from contract_tests.errors import WorkerStartError
-from contract_tests.heartbeat import HeartbeatMonitor
-from contract_tests.profiles import Profile, Readiness
-from contract_tests.readiness import ReadyFileWait, ReadyLineWait
-from contract_tests.visible import visible
 
 if TYPE_CHECKING:
-    from contract_tests.container import ContainerProcess
+    from contract_tests.driver.container import ContainerProcess
 
 logger = logging.getLogger(__name__)
 
-RUN_TAG_ENV = "SNAKEPIT_CONTRACT_RUN"
-RUN_TAG = uuid.uuid4().hex
 # Each worker's own tag, inherited by everything it starts: what survives its stop is found by it (CLEANUP-009).
 WORKER_TAG_ENV = "SNAKEPIT_CONTRACT_WORKER"
 # How long a stopped worker's processes get to finish exiting before they count as left behind.
@@ -315,7 +314,7 @@ class WorkerProcess:
 
     def _spawn_container(self, image: str, read_fd: int, write_fd: int) -> None:
         """One container of the image; its output is copied into the pipe the local worker would write."""
-        from contract_tests.container import ContainerProcess  # testcontainers: the optional `containers` extra
+        from contract_tests.driver.container import ContainerProcess  # testcontainers: the optional `containers` extra
 
         os.chmod(self._tmp, 0o777)  # the image's user, whoever it is, writes the ready file here
         self._spawned_at = time.monotonic()

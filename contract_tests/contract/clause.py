@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from contract_tests.profiles import PROFILES, Profile, RulesError, check_condition, holds
+from contract_tests.contract.profiles import PROFILES, Profile, RulesError, check_condition, holds
 
 F = TypeVar("F", bound=Callable[..., object])
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.toml")

@@ -16,11 +16,9 @@ import grpc
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from contract_tests.profiles import Profile
-from contract_tests.proto import snakepit_bridge_pb2 as pb
-from contract_tests.proto import snakepit_bridge_pb2_grpc as pb_grpc
-from contract_tests.session_store import DEFAULT_MAX_SESSIONS, SessionStore, SessionStoreError
-from contract_tests.tool_registry import (
+from contract_tests.contract.profiles import Profile
+from contract_tests.elixir.session_store import DEFAULT_MAX_SESSIONS, SessionStore, SessionStoreError
+from contract_tests.elixir.tool_registry import (
     RegisteredTool,
     RemoteToolSpec,
     ToolHandler,
@@ -29,6 +27,8 @@ from contract_tests.tool_registry import (
     ToolRegistry,
     inspect_term,
 )
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 

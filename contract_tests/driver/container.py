@@ -38,11 +38,11 @@ import docker.errors
 from docker.utils.socket import frames_iter
 from testcontainers.core.docker_client import DockerClient
 
-from contract_tests import processes
+from contract_tests.driver import processes
+from contract_tests.driver.ownership import owner_identity as owner_identity
+from contract_tests.driver.ownership import owner_is_gone as owner_is_gone
+from contract_tests.driver.run_tag import RUN_TAG, RUN_TAG_ENV
 from contract_tests.errors import HarnessError
-from contract_tests.launcher import RUN_TAG, RUN_TAG_ENV
-from contract_tests.ownership import owner_identity as owner_identity
-from contract_tests.ownership import owner_is_gone as owner_is_gone
 
 RUN_LABEL = "snakepit-contract.run"
 RUN_LABEL_ENV = "SNAKEPIT_CONTRACT_CONTAINER_RUN"  # set by the run's first process, inherited by its xdist workers

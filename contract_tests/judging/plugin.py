@@ -26,17 +26,26 @@ from typing import Any
 import grpc
 import pytest
 
-from contract_tests import launcher, processes, verdicts
-from contract_tests.client import WorkerClient
-from contract_tests.codec import ToolError
+from contract_tests.contract.profiles import Profile
+from contract_tests.driver import launcher, processes
+from contract_tests.driver.client import WorkerClient
+from contract_tests.driver.ownership import sweep_dead_runs
+from contract_tests.driver.visible import visible
+from contract_tests.elixir.host import HostEmulator
 from contract_tests.errors import ContractViolation, WorkerStartError, WorkerUnreachable
-from contract_tests.host import HostEmulator
-from contract_tests.ownership import sweep_dead_runs
-from contract_tests.profiles import Profile
+from contract_tests.judging import verdicts
+from contract_tests.judging.settings import SETTINGS, Settings, add_options, resolve_settings
+from contract_tests.judging.verdicts import (
+    ATTACHED_CLIENT,
+    TOOLS,
+    WORKERS,
+    clause_of,
+    never_started,
+    profile_of,
+    start_judges,
+)
+from contract_tests.protocol.codec import ToolError
 from contract_tests.report.model import NOT_APPLICABLE_PREFIX, NOT_RUN_PREFIX, matches
-from contract_tests.settings import SETTINGS, Settings, add_options, resolve_settings
-from contract_tests.verdicts import ATTACHED_CLIENT, TOOLS, WORKERS, clause_of, never_started, profile_of, start_judges
-from contract_tests.visible import visible
 
 # In attach mode a check runs only if every fixture it uses is known to leave the process alone; any other
 # (launch, worker, host, pools, scenarios...) launches, signals or watches a process, or stands in for Elixir.
@@ -76,7 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and (line := sweep_dead_runs().line()):
         sys.stderr.write(line + "\n")
     if config.stash[SETTINGS].worker_image:
-        from contract_tests import container
+        from contract_tests.driver import container
 
         if not hasattr(config, "workerinput"):  # the xdist controller, or the only process
             container.claim_run_label()
@@ -168,7 +177,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     launcher.stop_all()
     if session.config.stash[SETTINGS].worker_image:
-        from contract_tests import container
+        from contract_tests.driver import container
 
         container.remove_owned()
         if not hasattr(session.config, "workerinput"):  # the xdist controller, or the only process

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract_tests import processes
+from contract_tests.driver import processes
 
 OWNER_ENV = "SNAKEPIT_CONTRACT_OWNER"
 TEMP_PREFIX = "snakepit-contract-"

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.clause import MUST, REGISTRY, SHOULD, Level
-from contract_tests.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile, select_releases
+from contract_tests.contract.clause import MUST, REGISTRY, SHOULD, Level
+from contract_tests.contract.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile, select_releases
 from contract_tests.report.baseline import Baseline, BaselineError, load_baseline
 from contract_tests.report.model import LEVELS, WorkerInfo
 
 WORKER_CMD_HELP = "Worker command to test, as a shell-quoted string (default: the reference worker)"
 PROFILE_HELP = "Snakepit profile: snakepit-0.6 (= 0.6.0), snakepit-0.13 (= 0.13.0) or all (both); default: the newest"
 VERSION_HELP = ("Snakepit release(s) to judge against: X.Y.Z, comma-separated, or a range FIRST..LAST "
-                "(every release 0.6.0 … 0.13.0 of contract_tests/releases.toml); default: the newest")
+                "(every release 0.6.0 … 0.13.0 of contract_tests/contract/releases.toml); default: the newest")
 TIMEOUT_SCALE_HELP = ("Multiply the kit's own waits by this factor on slow machines (default: 1); the deadlines "
                       "it judges (Snakepit's, and clause bounds) are shrunk by a factor < 1 but never stretched")
 ONLY_HELP = "Run only clauses whose id matches one of these comma-separated globs"
@@ -180,7 +180,7 @@ def _validate_worker_image(value: str | None, where: str) -> str | None:
     if not value.strip():
         raise pytest.UsageError(f"Invalid worker image from {where}: it is empty")
     try:
-        from contract_tests import container
+        from contract_tests.driver import container
     except ImportError as err:
         raise pytest.UsageError(f"--worker-image needs the containers extra (testcontainers): {err}") from None
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 from google.protobuf import any_pb2
 
-from contract_tests.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
 
 STRING_VALUE_TYPE_URL = "type.googleapis.com/google.protobuf.StringValue"
 
