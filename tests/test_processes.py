@@ -112,17 +112,42 @@ def test_resources_of_a_live_process(sleeper: subprocess.Popen[bytes]) -> None:
     assert not processes.alive(processes.impossible_pid())
 
 
-def test_only_processes_py_reads_proc_by_hand() -> None:
-    """Ensure no module of the kit or the reference worker reads /proc but processes.py (Linux-only bits, named)."""
-    readers = []
-    for path in sorted([*(ROOT / "contract_tests").rglob("*.py"), *(ROOT / "reference_worker").rglob("*.py")]):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("/proc"):
-                readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-            if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.Constant) and str(v.value).startswith(
-                    "/proc") for v in node.values[:1]):
-                readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert {reader.split(":")[0] for reader in readers} <= {"contract_tests/driver/processes.py"}, readers
+# Calls and files only Linux has: on the path of a run they would fail on macOS.
+_LINUX_ONLY_NAMES = frozenset({"prctl", "sched_getaffinity", "sched_setaffinity", "pipe2", "memfd_create", "eventfd",
+                               "splice", "epoll", "SIGRTMIN", "SIGRTMAX", "SIGPWR", "SIGSTKFLT", "PR_SET_PDEATHSIG"})
+# Where they may be, guarded by processes.LINUX or by running only in a Linux container.
+_LINUX_ONLY_ALLOWED = {"contract_tests/driver/processes.py"}
+
+
+def _linux_only_uses(path: Path) -> list[str]:
+    """`line what` for each /proc or /sys path and each Linux-only name in one Python file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(("/proc", "/sys/")):
+            found.append(f"{node.lineno} {node.value}")
+        if isinstance(node, ast.Attribute) and node.attr in _LINUX_ONLY_NAMES:
+            found.append(f"{node.lineno} {node.attr}")
+        if isinstance(node, ast.Name) and node.id in _LINUX_ONLY_NAMES:
+            found.append(f"{node.lineno} {node.id}")
+    return found
+
+
+def test_linux_only_calls_stay_in_processes_py() -> None:
+    """Ensure no module of the kit or the reference worker reads /proc or /sys or calls what only Linux has,
+    but processes.py, where each such use is guarded: the path of a run works on macOS too."""
+    uses = {str(path.relative_to(ROOT)): hits
+            for path in sorted([*(ROOT / "contract_tests").rglob("*.py"), *(ROOT / "reference_worker").rglob("*.py")])
+            if (hits := _linux_only_uses(path))}
+    assert set(uses) <= _LINUX_ONLY_ALLOWED, uses
+
+
+@pytest.mark.parametrize("planted", ['open(f"/proc/{pid}/stat")', "os.sched_getaffinity(0)",
+                                     "libc.prctl(1, signal.SIGKILL)", 'Path("/sys/fs/cgroup")', "signal.SIGRTMIN"])
+def test_the_linux_only_scan_finds_a_planted_use(tmp_path: Path, planted: str) -> None:
+    """Ensure the scan above can fail: one Linux-only use is found, on its line."""
+    module = tmp_path / "module.py"
+    module.write_text(f"import os\n{planted}\n")
+    assert [hit.split(" ")[0] for hit in _linux_only_uses(module)] == ["2"]
 
 
 # What a macOS run cannot see is switched off here: LINUX and ENVIRONMENTS_READABLE false, before the kit starts.
