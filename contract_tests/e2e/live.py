@@ -133,7 +133,11 @@ def _run_container(tag: str, files: list[str], staged: Path, worker: Worker, tim
     for key, value in worker.env.items():
         container.with_env(key, value)
     status: int | None = None
-    container.start()
+    try:
+        container.start()
+    except BaseException:  # Ctrl-C while the engine creates it: the container exists, its handle does not yet
+        worker_containers.remove_owned()
+        raise
     try:
         wrapped = container.get_wrapped_container()
         try:
