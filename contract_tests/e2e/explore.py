@@ -119,7 +119,7 @@ def emulator_result(program: Mapping[str, Any], profile: Profile, timeout_scale:
             notes[int(mark.group(1))] = text.split("\n", 1)[-1][:600]
     steps = []
     for index in range(1, len(program["steps"]) + 1):
-        if index > runner.reached or (aborted and index == runner.reached and runner.reached == 0):
+        if index > runner.reached:
             steps.append(NOT_REACHED)
         elif index in runner.failed_steps:
             steps.append(FAIL)
