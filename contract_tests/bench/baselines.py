@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -132,7 +133,8 @@ async def _serve_async(port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     if os.environ.get("SNAKEPIT_PROCESS_GROUP", "").lower() in {"1", "true", "yes", "on"}:
-        os.setsid()
+        with contextlib.suppress(PermissionError):  # EPERM: Snakepit 0.13 already started it as a group leader
+            os.setsid()
     if args.variant == "sync":
         _serve_sync(args.port)
     else:

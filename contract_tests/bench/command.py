@@ -1,6 +1,7 @@
 """The `snakepit-contract bench` subcommand: options, the run, bench.json and the table.
 
-Exit status: 0 measured, 2 the harness failed (a target did not start or a call failed), 3 usage error.
+Exit status: 0 measured, 2 the harness failed (a target did not start or a call failed) or, with --e2e, the
+run was NOT-RUN (no engine, sources or base image), 3 usage error.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any, TextIO
 
 import grpc
 
-from contract_tests.bench import output
+from contract_tests.bench import e2e, output
+from contract_tests.bench.e2e import E2ESettings
 from contract_tests.bench.measure import BenchSettings
 from contract_tests.bench.runner import run_bench
 from contract_tests.contract.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from contract_tests.e2e.sources import NEWEST, VERSIONS
 from contract_tests.errors import EXIT_CONFORMANT, EXIT_HARNESS, UsageProblem, WorkerStartError
 from contract_tests.judging.settings import DEFAULT_WORKER_CMD
 
@@ -57,7 +60,16 @@ def add_parser(sub: Any) -> None:
                                                      "(X.Y.Z, 0.6.0 … 0.13.0; default: the newest)")
     bench.add_argument("--timeout-scale", type=float, default=1.0, help="Multiply readiness and call deadlines")
     bench.add_argument("--report-dir", type=Path, default=Path("bench-report"),
-                       help="Where bench.json goes (default: ./bench-report)")
+                       help="Where bench.json (or bench-e2e-VERSION.json) goes (default: ./bench-report)")
+    live = bench.add_argument_group("through the real Snakepit (--e2e; docs/bench.md)")
+    live.add_argument("--e2e", action="store_true",
+                      help="Time Snakepit.execute from Elixir through real Snakepit (--snakepit-version, default the "
+                           "newest it builds) for the reference worker, the bare baseline and Snakepit's bridge, in "
+                           "one container run; uses --calls, --warmup, --repeat (rounds) and --timeout-scale")
+    live.add_argument("--concurrency", type=int, default=E2ESettings().concurrency,
+                      help=f"Concurrent callers of the concurrent figure (--e2e; default {E2ESettings().concurrency})")
+    live.add_argument("--snakepit-sources", type=Path,
+                      help="Directory of Snakepit's and its dependencies' sources (--e2e; layout in docs/e2e.md)")
 
 
 def _progress(line: str) -> None:
@@ -79,6 +91,46 @@ def _use_image(image: str, problem: type[Exception]) -> None:
     container.sweep_orphans()
 
 
+def _e2e_settings(args: argparse.Namespace, problem: type[Exception]) -> tuple[str, E2ESettings]:
+    """The release and settings of `bench --e2e`, or `problem` naming what does not fit."""
+    if args.worker_cmd or args.worker_image:
+        raise problem("bench --e2e measures the reference worker, which Snakepit spawns inside its container; "
+                      "--worker-cmd and --worker-image are for the standalone bench")
+    if args.profile:
+        raise problem("bench --e2e takes --snakepit-version (the Snakepit release to build), not --profile")
+    version = args.snakepit_version or NEWEST
+    if version not in VERSIONS:
+        raise problem(f"bench --e2e builds Snakepit {', '.join(VERSIONS)}, not {version!r}")
+    if args.snakepit_sources is not None and not args.snakepit_sources.is_dir():
+        raise problem(f"--snakepit-sources {args.snakepit_sources} is not a directory")
+    if args.concurrency < 1:
+        raise problem(f"--concurrency must be a positive number, not {args.concurrency}")
+    if args.calls < args.concurrency:
+        raise problem(f"--calls ({args.calls}) must be at least --concurrency ({args.concurrency}): each concurrent "
+                      "caller makes --calls / --concurrency calls")
+    return version, E2ESettings(calls=args.calls, warmup=args.warmup, rounds=args.repeat,
+                                concurrency=args.concurrency, timeout_scale=args.timeout_scale)
+
+
+def _run_e2e(args: argparse.Namespace, out: TextIO) -> int:
+    """`bench --e2e`: NOT-RUN and ERROR are exit 2 with the reason, never a result."""
+    version, settings = _e2e_settings(args, UsageProblem)
+    _progress(f"through real Snakepit {version}: {', '.join(t.name for t in e2e.targets())}, pools of "
+              f"{' and '.join(map(str, settings.pool_sizes))}, {settings.rounds} rounds (one container run)")
+    result = e2e.run(version, settings, args.snakepit_sources)
+    doc = result.as_json()
+    path = e2e.write_json(doc, args.report_dir)
+    if result.status != e2e.RAN:
+        out.write(f"bench --e2e: Snakepit {version}: {result.status}: {result.reason}\n")
+        if result.evidence:
+            out.write(result.evidence + "\n")
+        out.write(f"snakepit-contract bench: report in {path}\n")
+        return EXIT_HARNESS
+    out.write(e2e.table(doc) + "\n")
+    out.write(f"snakepit-contract bench: results in {path}\n")
+    return EXIT_CONFORMANT
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the bench; usage problems raise UsageProblem."""
     for name in _COUNTS:
@@ -86,6 +138,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageProblem(f"--{name.replace('_', '-')} must be a positive number, not {getattr(args, name)}")
     if args.timeout_scale <= 0:
         raise UsageProblem(f"--timeout-scale must be positive, not {args.timeout_scale}")
+    if args.e2e:
+        return _run_e2e(args, out)
     if args.worker_image is not None:
         _use_image(args.worker_image, UsageProblem)
         worker_cmd: list[str] = []  # the image's ENTRYPOINT

@@ -25,7 +25,7 @@ from contract_tests.contract.profiles import Profile, get_profile
 from contract_tests.driver.launcher import WorkerSpec
 from contract_tests.e2e import image, live
 from contract_tests.e2e.compare import ABORTED, FAIL, PASS, snakepit_side
-from contract_tests.e2e.tier import _sources, for_release
+from contract_tests.e2e.tier import find_sources, for_release
 from contract_tests.elixir.scenarios import ScenarioRunner
 from contract_tests.errors import ContractViolation
 from contract_tests.judging.settings import DEFAULT_WORKER_CMD
@@ -172,7 +172,7 @@ def live_side(version: str, sources_dir: Path | None, progress: Callable[[str], 
     """Real Snakepit at `version`, the reference worker: the host image built (or reused) once, then one container
     run per batch."""
     try:
-        sources = _sources(version, sources_dir)
+        sources = find_sources(version, sources_dir)
         progress(f"the host image of Snakepit {version} (built once, then reused)")
         tag = image.build(image.engine(), version, sources)
     except image.NotAvailable as why:

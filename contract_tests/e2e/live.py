@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,20 +117,31 @@ def run(tag: str, scenarios: list[Mapping[str, Any]], worker: Worker, timeout_s:
 
 
 def _run_container(tag: str, files: list[str], staged: Path, worker: Worker, timeout_s: float) -> LiveRun:
+    status, log = run_container(tag, files, [(staged, CONTAINER_SCENARIOS), *worker.mounts],
+                                {"SNAKEPIT_E2E_WORKER_ARGV": json.dumps(list(worker.argv)), **worker.env}, timeout_s)
+    events = parse_events(log)
+    return LiveRun(events=events, finished=any(e.get("event") == "run_end" for e in events), exit_status=status,
+                   log=log)
+
+
+def run_container(tag: str, command: list[str], mounts: Sequence[tuple[Path, str]], env: Mapping[str, str],
+                  timeout_s: float, entrypoint: list[str] | None = None) -> tuple[int | None, str]:
+    """One container of the host image with no network, the mounts read-only: its exit status (None when it
+    outlived `timeout_s`) and everything it printed. The container is removed afterwards, also on error or Ctrl-C."""
     from testcontainers.core.container import DockerContainer
 
     from contract_tests.driver import container as worker_containers
 
     # The owner label lets the next run (of this tier or of the suite) remove the container of a SIGKILLed one.
     worker_containers.sweep_orphans()
+    replaced: dict[str, Any] = {"entrypoint": entrypoint} if entrypoint else {}
     container = DockerContainer(tag, network_mode="none",
-                                labels={LABEL: "1", worker_containers.OWNER_LABEL: worker_containers.owner_identity()})
-    container.with_command(files)
-    container.with_volume_mapping(str(staged), CONTAINER_SCENARIOS, "ro")
-    for host_path, inside in worker.mounts:
+                                labels={LABEL: "1", worker_containers.OWNER_LABEL: worker_containers.owner_identity()},
+                                **replaced)
+    container.with_command(command)
+    for host_path, inside in mounts:
         container.with_volume_mapping(str(host_path), inside, "ro")
-    container.with_env("SNAKEPIT_E2E_WORKER_ARGV", json.dumps(list(worker.argv)))
-    for key, value in worker.env.items():
+    for key, value in env.items():
         container.with_env(key, value)
     status: int | None = None
     try:
@@ -147,6 +158,4 @@ def _run_container(tag: str, files: list[str], staged: Path, worker: Worker, tim
         log = wrapped.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
     finally:
         container.stop()
-    events = parse_events(log)
-    return LiveRun(events=events, finished=any(e.get("event") == "run_end" for e in events), exit_status=status,
-                   log=log)
+    return status, log

@@ -59,7 +59,7 @@ def _hex_enabled() -> bool:
     return os.environ.get(image.HEX_ENV, "") in {"1", "true", "yes"}
 
 
-def _sources(version: str, given: Path | None) -> Sources | None:
+def find_sources(version: str, given: Path | None) -> Sources | None:
     """The sources to build from; None means Hex (only when enabled); NotAvailable otherwise."""
     try:
         return locate(version, given)
@@ -113,7 +113,7 @@ def run_tier(version: str, worker_name: str = "reference", sources_dir: Path | N
     worker = live.WORKERS[worker_name]()
     result = TierResult(version, worker_name, NOT_RUN)
     try:
-        sources = _sources(version, sources_dir)
+        sources = find_sources(version, sources_dir)
         result.origin = f"sources {sources.root} (via {sources.found_via})" if sources else "Hex"
         client = image.engine()
         tag = image.build(client, version, sources, image.bridge_wheels(version) if worker.name == "snakepit-bridge"
