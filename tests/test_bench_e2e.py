@@ -147,6 +147,8 @@ def test_targets_are_launched_by_snakepit_from_the_image_and_this_installation()
     assert by_name[BASELINE]["argv"][0] == by_name[WORKER]["argv"][0] == live.reference().argv[0]
     assert by_name[BASELINE]["env"] == by_name[WORKER]["env"] == dict(live.reference().env)
     assert by_name[BRIDGE]["argv"] == list(live.snakepit_bridge().argv)
+    kit = {inside: host for host, inside in workers[1].mounts}["/opt/worker/contract_tests"]
+    assert (kit / "bench" / "baselines.py").is_file() and by_name[BASELINE]["env"]["PYTHONPATH"] == "/opt/worker"
     assert (config["calls"], config["concurrency"], config["pool_sizes"]) == (10, 2, [1, 2])
     assert (config["tool"], config["params"]) == ("contract.echo", {"message": "ping", "n": 1})
 

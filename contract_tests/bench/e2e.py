@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import contract_tests
 from contract_tests.bench.stats import percentile, ratio, spread
 from contract_tests.e2e import image, live
 from contract_tests.e2e.tier import find_sources
@@ -71,10 +72,12 @@ class E2ESettings:
 
 
 def baseline() -> live.Worker:
-    """The bare asyncio server of the standalone bench, run by the image's Python from this installation."""
+    """The bare asyncio server of the standalone bench, run by the image's Python (the reference worker's) from
+    this installation's kit, mounted beside the reference worker."""
     reference = live.reference()
+    kit = (Path(contract_tests.__file__).parent, "/opt/worker/contract_tests")
     return replace(reference, name=BASELINE, argv=(reference.argv[0], "-m", "contract_tests.bench.baselines",
-                                                   "--variant", "async"))
+                                                   "--variant", "async"), mounts=(*reference.mounts, kit))
 
 
 def targets() -> list[live.Worker]:
