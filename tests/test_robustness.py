@@ -126,6 +126,24 @@ def test_catalogue_refused_with_a_status_is_no_catalogue(tmp_path: Path) -> None
                       "(gRPC NOT_FOUND: unknown tool contract.catalogue)")
 
 
+def test_unreadable_catalogue_is_a_failure_not_skips(tmp_path: Path) -> None:
+    """Ensure a worker that offers contract.catalogue but answers it with an error no unknown tool gets FAILs
+    TOOL-022, and the checks needing contract tools are NOT-RUN with that one cause, never SKIP: not conformant."""
+    mutant = shlex.join([sys.executable, str(BROKEN.parent / "mutants" / "catalogue_raises.py")])
+    code, output, _, document = _run("--worker-cmd", mutant, "-n", "0", "--only", "TOOL-001,TOOL-022,STREAM-001",
+                                     "--level", "all", tmp_path=tmp_path)
+    assert _outcomes(document) == {("TOOL-001", "snakepit-0.13"): "NOT-RUN", ("STREAM-001", "snakepit-0.13"): "NOT-RUN",
+                                   ("TOOL-022", "snakepit-0.13"): "FAIL"}, output[-3000:]
+    assert code == errors.EXIT_NOT_CONFORMANT
+    reason = next(c["reason"] for c in document["clauses"] if c["id"] == "TOOL-001")
+    assert reason.startswith("not run: the worker's contract tool catalogue could not be read (TOOL-022): "
+                             "contract.catalogue ended with KeyError"), reason
+    assert "unknown tool 'contract.no-such-tool'" in reason
+    # Deselecting the failing clause leaves no verdict, never a pass.
+    code, output, _, _ = _run("--worker-cmd", mutant, "-n", "0", "--only", "TOOL-001", tmp_path=tmp_path)
+    assert code == errors.EXIT_HARNESS, output[-3000:]
+
+
 @pytest.fixture
 def closed_port() -> int:
     with socket.socket() as probe:

@@ -13,7 +13,7 @@ from contract_tests.elixir.host import HostEmulator
 from contract_tests.elixir.pool import PoolEmulator
 from contract_tests.elixir.scenarios import ScenarioRunner, describe_steps, load_scenario, scenario_applies
 from contract_tests.errors import ContractViolation
-from contract_tests.judging.plugin import Settings
+from contract_tests.judging.plugin import Settings, skip_unless_listed
 from contract_tests.judging.verdicts import EXTRA_EVIDENCE, LAUNCHED
 
 RunScenario = Callable[[str], None]
@@ -44,9 +44,7 @@ def run_scenario(
         if not scenario_applies(scenario, profile):
             pytest.skip(f"profile: scenario {name} applies only where {scenario['applies']} (releases.toml)")
         needed = scenario.get("requires_tools", [])
-        if needed and isinstance(catalogue, str):
-            pytest.skip(f"capability: {catalogue}")
-        if missing := [t for t in needed if t not in catalogue]:
+        if missing := [t for t in needed if t not in skip_unless_listed(catalogue)]:
             pytest.skip(f"capability: worker does not implement {', '.join(missing)}")
         runner: ScenarioRunner | None = None
 

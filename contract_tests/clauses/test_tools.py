@@ -19,7 +19,7 @@ from contract_tests.contract.profiles import Profile
 from contract_tests.driver.client import WorkerClient
 from contract_tests.driver.launcher import WorkerProcess
 from contract_tests.errors import ContractViolation, expect
-from contract_tests.judging.plugin import Settings
+from contract_tests.judging.plugin import Settings, UnreadableCatalogue, read_catalogue, skip_unless_listed
 from contract_tests.protocol.codec import STRING_VALUE_TYPE_URL, ToolReply, encode_json, is_json
 from contract_tests.protocol.payloads import catalogue_cases, json_values
 
@@ -82,9 +82,7 @@ def test_result_is_json(client: WorkerClient, catalogue: frozenset[str] | str) -
     listing = client.execute("contract.catalogue")
     if listing.ok:
         _expect_json_result(listing, "contract.catalogue")
-    if isinstance(catalogue, str):
-        pytest.skip(f"capability: {catalogue}")
-    if "contract.echo" not in catalogue:
+    if "contract.echo" not in skip_unless_listed(catalogue):
         pytest.skip("capability: worker does not implement contract.echo")
     _expect_json_result(client.execute("contract.echo", {"x": 1}), "contract.echo")
 
@@ -266,9 +264,7 @@ def test_accepts_correlation_metadata(client: WorkerClient, catalogue: frozenset
             pass
         else:
             raise ContractViolation(what, "status OK, as without them", f"{err.code().name}: {err.details()}") from err
-    if isinstance(catalogue, str):
-        pytest.skip(f"capability: {catalogue}")
-    if "contract.echo" not in catalogue:
+    if "contract.echo" not in skip_unless_listed(catalogue):
         pytest.skip("capability: worker does not implement contract.echo")
     if refused is not None:
         raise ContractViolation(what, "status OK, success=true", f"{refused.code().name}: {refused.details()}")
@@ -328,6 +324,16 @@ def test_invalid_json_parameter(worker: WorkerProcess, contract_settings: Settin
     client.ping("after-invalid-json")
 
 
+@clause("TOOL-022")
+def test_catalogue_is_readable(client: WorkerClient, contract_settings: Settings) -> None:
+    # Read as every check needing contract tools reads it: if this fails, they are NOT-RUN, never skipped.
+    found = read_catalogue(client, contract_settings)
+    if isinstance(found, UnreadableCatalogue):
+        raise ContractViolation("contract.catalogue", 'success=true with the JSON text of {"tools": [names], '
+                                '"version": 1}, or the answer a tool the worker does not have gets', str(found))
+    skip_unless_listed(found)
+
+
 @clause("TOOL-020")
 def test_unknown_tool_error_is_structured_json(client: WorkerClient) -> None:
     reply = client.execute("contract.no-such-tool", {})
@@ -338,9 +344,8 @@ def test_unknown_tool_error_is_structured_json(client: WorkerClient) -> None:
 @clause("TOOL-021")
 def test_catalogue_tools_answer_as_specified(client: WorkerClient, catalogue: frozenset[str] | str,
                                              profile: Profile) -> None:
-    if isinstance(catalogue, str):
-        pytest.skip(f"capability: {catalogue}")
-    cases = [case for case in catalogue_cases() if case["tool"] in catalogue]
+    tools = skip_unless_listed(catalogue)
+    cases = [case for case in catalogue_cases() if case["tool"] in tools]
     if not cases:
         pytest.skip("capability: worker implements none of the tools the cases use")
     session = f"catalogue-{uuid.uuid4().hex[:8]}"

@@ -44,7 +44,7 @@ from contract_tests.judging.verdicts import (
     profile_of,
     start_judges,
 )
-from contract_tests.protocol.codec import ToolError
+from contract_tests.protocol.codec import ToolError, ToolReply, parse_error
 from contract_tests.report.model import NOT_APPLICABLE_PREFIX, NOT_RUN_PREFIX, matches
 
 # In attach mode a check runs only if every fixture it uses is known to leave the process alone; any other
@@ -372,6 +372,19 @@ def _shared_run_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     return base.parent if hasattr(request.config, "workerinput") else base
 
 
+class UnreadableCatalogue(str):
+    """Why a worker that offers contract.catalogue could not be read for it: a defect (TOOL-022), not a capability.
+
+    A str, so code that only tells tools from "none" still skips on it; the checks that need the catalogue are NOT-RUN
+    on it instead, with one reason, and TOOL-022 FAILs: a broken catalogue must never turn the run into skips alone.
+    """
+
+
+# A tool no worker has: how a worker answers it is how it answers a tool it does not offer.
+UNKNOWN_TOOL = "contract.no-such-tool"
+_REPR_LIMIT = 120
+
+
 @pytest.fixture(scope="module")
 def catalogue(
     contract_settings: Settings, profile: Profile, request: pytest.FixtureRequest, _shared_run_dir: Path
@@ -382,31 +395,76 @@ def catalogue(
     for the others, so a process running only checks with workers of their own starts no shared worker for it.
     """
     if contract_settings.worker_address is not None:
-        return _ask_catalogue(request.getfixturevalue("attached_client"), contract_settings)
+        return read_catalogue(request.getfixturevalue("attached_client"), contract_settings)
     known = _shared_run_dir / f"catalogue-{profile.name}.json"
     with open(known.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if known.exists():
             answer = json.loads(known.read_text(encoding="utf-8"))
+            if isinstance(answer, dict):
+                return UnreadableCatalogue(answer["unreadable"])
             return frozenset(answer) if isinstance(answer, list) else str(answer)
         client = request.getfixturevalue("shared_worker").get().client
         assert client is not None
-        found = _ask_catalogue(client, contract_settings)
-        known.write_text(json.dumps(sorted(found) if isinstance(found, frozenset) else found), encoding="utf-8")
+        found = read_catalogue(client, contract_settings)
+        stored = sorted(found) if isinstance(found, frozenset) else \
+            {"unreadable": str(found)} if isinstance(found, UnreadableCatalogue) else found
+        known.write_text(json.dumps(stored), encoding="utf-8")
         return found
 
 
-def _ask_catalogue(client: WorkerClient, settings: Settings) -> frozenset[str] | str:
-    try:
-        reply = client.execute("contract.catalogue", {}, timeout=10 * settings.timeout_scale)
-    except grpc.RpcError as err:  # a worker may refuse an unknown tool with a status: it has no catalogue either
-        return f"worker does not implement the contract tool catalogue (gRPC {err.code().name}: {err.details()})"
-    if not reply.ok:
-        return f"worker does not implement the contract tool catalogue ({_brief(reply.error)})"
-    tools = reply.value.get("tools") if isinstance(reply.value, dict) else None
+def read_catalogue(client: WorkerClient, settings: Settings) -> frozenset[str] | str:
+    """The tools contract.catalogue lists; why the worker offers none (it answers the catalogue as it answers a tool
+    it does not have); or, an UnreadableCatalogue, why a catalogue it does offer could not be read."""
+    timeout = 10 * settings.timeout_scale
+    answer = _ask(client, "contract.catalogue", timeout)
+    if isinstance(answer, grpc.RpcError) or not answer.ok:
+        # A worker may refuse an unknown tool with a status: then it has no catalogue either.
+        unknown = _ask(client, UNKNOWN_TOOL, timeout)
+        if _answer_kind(answer, "contract.catalogue") == _answer_kind(unknown, UNKNOWN_TOOL):
+            return f"worker does not implement the contract tool catalogue ({_describe(answer)})"
+        return UnreadableCatalogue(f"contract.catalogue ended with {_describe(answer)}, unlike a tool the worker "
+                                   f"does not have ({UNKNOWN_TOOL}: {_describe(unknown)})")
+    tools = answer.value.get("tools") if isinstance(answer.value, dict) else None
     if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
-        return f"contract.catalogue returned {reply.value!r}, not {{'tools': [names]}}"
+        got = repr(answer.value) if answer.response.HasField("result") else "no result"
+        got = got if len(got) <= _REPR_LIMIT else got[:_REPR_LIMIT - 3] + "..."
+        return UnreadableCatalogue(f"contract.catalogue returned {got}, not the JSON text of {{\"tools\": [names]}}")
     return frozenset(tools)
+
+
+def _ask(client: WorkerClient, tool: str, timeout: float) -> ToolReply | grpc.RpcError:
+    try:
+        return client.execute(tool, {}, timeout=timeout)
+    except grpc.RpcError as err:
+        return err
+
+
+def _describe(answer: ToolReply | grpc.RpcError) -> str:
+    if isinstance(answer, grpc.RpcError):
+        return f"gRPC {answer.code().name}: {answer.details()}"
+    return "success=true" if answer.ok else _brief(parse_error(answer.response.error_message, json_errors=True))
+
+
+def _answer_kind(answer: ToolReply | grpc.RpcError, tool: str) -> tuple[str, str]:
+    """What kind of answer a call got, its tool's name left out: a status code, an error type, or the error text."""
+    if isinstance(answer, grpc.RpcError):
+        return "status", answer.code().name
+    if answer.ok:
+        return "success", ""
+    raw = answer.response.error_message
+    error = parse_error(raw, json_errors=True)  # a worker may send JSON errors under the 0.6 rules too
+    return ("error type", str(error.type)) if error.structured else ("error", raw.replace(tool, "<tool>"))
+
+
+def skip_unless_listed(catalogue: frozenset[str] | str) -> frozenset[str]:
+    """The tools the worker lists; else the check is SKIP (no catalogue offered) or NOT-RUN (one offered but
+    unreadable: TOOL-022 FAILs for it, and nothing that needs it may pass as skipped)."""
+    if isinstance(catalogue, UnreadableCatalogue):
+        pytest.skip(f"{NOT_RUN_PREFIX}the worker's contract tool catalogue could not be read (TOOL-022): {catalogue}")
+    if isinstance(catalogue, str):
+        pytest.skip(f"capability: {catalogue}")
+    return catalogue
 
 
 @pytest.fixture(autouse=True)
@@ -416,11 +474,10 @@ def _required_tools(request: pytest.FixtureRequest) -> None:
         return
     available = request.getfixturevalue("catalogue")
     request.node.stash[TOOLS] = available
-    if isinstance(available, str):
-        pytest.skip(f"capability: {available}")
-    missing = [t for t in marker.args if t not in available]
+    missing = [t for t in marker.args if t not in skip_unless_listed(available)]
     if missing:
         pytest.skip(f"capability: worker does not implement {', '.join(missing)}")
 
 
-__all__ = ["ContractViolation", "Launch", "Settings", "SharedWorker", "resolve_settings"]
+__all__ = ["ContractViolation", "Launch", "Settings", "SharedWorker", "UnreadableCatalogue", "read_catalogue",
+           "resolve_settings", "skip_unless_listed"]

@@ -273,7 +273,8 @@ def pytest_runtest_makereport(
     ]
     tools = item.stash.get(TOOLS, None)
     if tools is not None:
-        report.user_properties.append(("contract_tools", tools if isinstance(tools, str) else sorted(tools)))
+        # A plain str: xdist sends only built-in types (the catalogue's reason may be a str subclass).
+        report.user_properties.append(("contract_tools", str(tools) if isinstance(tools, str) else sorted(tools)))
     if report.failed:
         _attach_evidence(item, report, call, found, profile_name)
     return report
