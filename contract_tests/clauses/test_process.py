@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -13,11 +14,11 @@ import pytest
 from contract_tests.contract.clause import clause, requires_tools
 from contract_tests.contract.profiles import Profile
 from contract_tests.driver import processes
-from contract_tests.driver.client import CHANNEL_OPTIONS
+from contract_tests.driver.client import CHANNEL_OPTIONS, WorkerClient
 from contract_tests.driver.launcher import WorkerProcess
 from contract_tests.elixir.host import HostEmulator
 from contract_tests.errors import ContractViolation, WorkerStartError, expect
-from contract_tests.judging.plugin import Launch, Settings
+from contract_tests.judging.plugin import Launch, Settings, read_catalogue
 from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
 from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
@@ -185,13 +186,40 @@ PROC_012_WATCH_S = 8.0
 
 
 @clause("PROC-012")
-def test_does_not_exit_while_healthy(launch: Launch, profile: Profile) -> None:
+def test_does_not_exit_while_healthy(launch: Launch, profile: Profile, contract_settings: Settings) -> None:
     worker = _started(launch)
-    # Several heartbeats at 0.13 (every 2 s) and time for a self-exit a few seconds in; an exit later than this
-    # still FAILs whichever check is running on the shared worker when it happens (plugin.SharedWorker).
+    assert worker.client is not None
+    calls = _answer_every_kind(worker.client, contract_settings)
+    answered = time.monotonic()
+    # Several heartbeats at 0.13 (every 2 s) and time for a self-exit a few seconds in, or a few seconds after an
+    # answer of any kind; an exit later than this still FAILs whichever check is running on the shared worker when
+    # it happens (plugin.SharedWorker).
     status = worker.wait_exit(max(PROC_012_WATCH_S, 3 * profile.heartbeat_interval_s))
-    expect(status is None, "the worker exited while Snakepit still wanted it", "still running",
-           f"exit status {status}")
+    expect(status is None, f"the worker exited while Snakepit still wanted it, after answering {calls}",
+           "still running", f"exit status {status}, {time.monotonic() - answered:.1f} s after those answers")
+
+
+def _answer_every_kind(client: WorkerClient, settings: Settings) -> str:
+    """One call of each kind of answer, ignoring the answers (other clauses judge them): a worker that dies a second
+    after one of them is caught here, whatever check happens to run on the shared worker when it would die."""
+    tools = read_catalogue(client, settings)
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("an unknown tool's error", lambda: client.execute("contract.no-such-tool", {}, timeout=10)),
+        ("an unknown streaming tool's error", lambda: client.stream("contract.no-such-stream", {}, timeout=10)),
+    ]
+    if not isinstance(tools, str):
+        if "contract.echo" in tools:
+            calls.append(("a call in a caller's session",
+                          lambda: client.execute("contract.echo", {"session_id": "proc-012-session"}, timeout=10)))
+        if "contract.fail" in tools:
+            calls.append(("contract.fail's error", lambda: client.execute("contract.fail", {}, timeout=10)))
+        if "contract.stream" in tools:
+            calls.append(("a stream to its final chunk", lambda: client.stream("contract.stream", {"count": 2},
+                                                                                 timeout=10)))
+    for _, call in calls:
+        with contextlib.suppress(grpc.RpcError):
+            call()
+    return "contract.catalogue, " + ", ".join(what for what, _ in calls)
 
 
 @clause("PROC-013")
