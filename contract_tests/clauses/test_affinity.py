@@ -28,6 +28,7 @@ def test_strict_queue_waits(run_scenario: RunScenario) -> None:
 @clause("AFFINITY-004")
 def test_strict_fail_fast_errors(run_scenario: RunScenario) -> None:
     run_scenario("affinity/strict-fail-fast-errors")
+    run_scenario("affinity/strict-fail-fast-async-busy")
 
 
 @clause("AFFINITY-005")
