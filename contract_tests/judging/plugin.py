@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 import pytest
 
+from contract_tests.contract.clause import REGISTRY
 from contract_tests.contract.profiles import Profile
 from contract_tests.driver import launcher, processes
 from contract_tests.driver.client import WorkerClient
@@ -37,6 +38,7 @@ from contract_tests.judging import verdicts
 from contract_tests.judging.settings import SETTINGS, Settings, add_options, resolve_settings
 from contract_tests.judging.verdicts import (
     ATTACHED_CLIENT,
+    PROCESS_HEALTH,
     TOOLS,
     WORKERS,
     clause_of,
@@ -45,7 +47,7 @@ from contract_tests.judging.verdicts import (
     start_judges,
 )
 from contract_tests.protocol.codec import ToolError, ToolReply, parse_error
-from contract_tests.report.model import NOT_APPLICABLE_PREFIX, NOT_RUN_PREFIX, matches
+from contract_tests.report.model import NOT_APPLICABLE_PREFIX, NOT_RUN_PREFIX, matches, plan
 
 # In attach mode a check runs only if every fixture it uses is known to leave the process alone; any other
 # (launch, worker, host, pools, scenarios...) launches, signals or watches a process, or stands in for Elixir.
@@ -216,12 +218,15 @@ class SharedWorker:
     """The module's long-lived worker; relaunched if it died, and each death it caused itself is reported.
 
     Snakepit treats any exit of a worker as a crash (PROC-012). A death during a check FAILs that check (at its
-    teardown); one between checks FAILs the next check that asks for the worker, before it is relaunched, so a
-    worker that keeps dying is never judged on its fresh copies alone.
+    teardown). One between checks, or after the last, happened while no check was running: it FAILs PROC-012 of the
+    profile when the run judges PROC-012 there (`deaths`, a file the report reads: verdicts.SHARED_DEATHS), else the
+    next check that asks for the worker. Either way a worker that keeps dying is never judged on its fresh copies
+    alone, and the check after a death is judged on a fresh copy by its own clause.
     """
 
-    def __init__(self, make: Callable[[], launcher.WorkerProcess]) -> None:
+    def __init__(self, make: Callable[[], launcher.WorkerProcess], deaths: Path | None = None) -> None:
         self._make = make
+        self._deaths = deaths
         self.current: launcher.WorkerProcess | None = None
         self.restarts = 0
         self.last_check = "its start"
@@ -232,8 +237,8 @@ class SharedWorker:
             self.current, self.restarts = None, self.restarts + 1
             died.stop()
             if (death := _own_death(died)) is not None:
-                raise ContractViolation(f"the shared worker exited between checks, after {self.last_check}; "
-                                        f"relaunched (restart {self.restarts})", "still running", death)
+                self._between_checks(died, f"the shared worker exited between checks, after {self.last_check}; "
+                                           f"relaunched (restart {self.restarts})", death)
         if self.current is None:
             self.current = self._make().__enter__()
         return self.current
@@ -249,8 +254,23 @@ class SharedWorker:
                                         f"{self.restarts})", "still running", death)
 
     def close(self) -> None:
-        if self.current is not None:
-            self.current.stop()
+        died = self.current
+        if died is None:
+            return
+        self.current = None
+        alive = died.is_alive()
+        died.stop()
+        if not alive and (death := _own_death(died)) is not None:
+            self._between_checks(died, f"the shared worker exited after its last check, {self.last_check}", death)
+
+    def _between_checks(self, died: launcher.WorkerProcess, what: str, death: str) -> None:
+        if self._deaths is None:
+            raise ContractViolation(what, "still running", death)
+        record = json.dumps({"reason": f"{what}\nExpected: still running\nActual:   {death}",
+                             "evidence": died.evidence(), "pid": died.pid})
+        with open(self._deaths, "a", encoding="utf-8") as out:
+            fcntl.flock(out, fcntl.LOCK_EX)
+            out.write(record + "\n")
 
 
 def _own_death(worker: launcher.WorkerProcess) -> str | None:
@@ -262,8 +282,13 @@ def _own_death(worker: launcher.WorkerProcess) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def shared_worker(contract_settings: Settings, profile: Profile, host: HostEmulator) -> Iterator[SharedWorker]:
-    shared = SharedWorker(lambda: launcher.WorkerProcess(_spec(contract_settings, profile, host, standard=True)))
+def shared_worker(
+    contract_settings: Settings, profile: Profile, host: HostEmulator, _shared_run_dir: Path
+) -> Iterator[SharedWorker]:
+    chosen = plan(REGISTRY.values(), [profile.name], contract_settings.only, contract_settings.skip)
+    judged = any(found.id == PROCESS_HEALTH for found, _ in chosen.pairs)
+    shared = SharedWorker(lambda: launcher.WorkerProcess(_spec(contract_settings, profile, host, standard=True)),
+                          verdicts.shared_deaths_file(_shared_run_dir, profile.name) if judged else None)
     yield shared
     shared.close()
 

@@ -11,11 +11,13 @@ the verdict (docs/report.md).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import grpc
 import pytest
@@ -35,7 +37,9 @@ from contract_tests.report.model import (
     LEVELS,
     NOT_APPLICABLE_PREFIX,
     NOT_RUN_PREFIX,
+    SEVERITY,
     CheckRecord,
+    ClauseResult,
     Evidence,
     Outcome,
     RunReport,
@@ -332,11 +336,42 @@ class _Collector:
             self.tools = props["contract_tools"]  # type: ignore[assignment]
 
 
+# The clause a shared worker's death outside any check FAILs: it exited on its own while no check was running.
+PROCESS_HEALTH = "PROC-012"
+
+
+def shared_deaths_file(run_dir: Path, profile_name: str) -> Path:
+    """Where the processes of a run note the shared workers that died between checks (plugin.SharedWorker)."""
+    return run_dir / f"shared-worker-deaths-{profile_name}.jsonl"
+
+
+def fold_shared_deaths(config: pytest.Config, results: list[ClauseResult]) -> None:
+    """FAIL PROC-012 of each profile with the deaths of its shared workers between checks, evidence and all."""
+    factory = getattr(config, "_tmp_path_factory", None)  # the run's folder: xdist makes each process's below it
+    if factory is None:
+        return
+    run_dir = factory.getbasetemp()
+    for result in results:
+        if result.clause.id != PROCESS_HEALTH or not (path := shared_deaths_file(run_dir, result.profile)).exists():
+            continue
+        deaths = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        if not deaths:
+            continue
+        if SEVERITY[result.outcome] < SEVERITY[Outcome.FAIL]:
+            result.outcome = Outcome.FAIL
+            result.reason = "\n".join(d["reason"] for d in deaths)
+        else:
+            result.reason += "\n" + "\n".join(d["reason"] for d in deaths)
+        result.evidence += [Evidence(f"shared worker pid {d['pid']}", visible(d["evidence"][-_EVIDENCE_LIMIT:]))
+                            for d in deaths]
+
+
 def _build_report(config: pytest.Config, interrupted: bool) -> RunReport:
     settings, collector = config.stash[SETTINGS], config.stash[_COLLECTOR]
     chosen = plan(REGISTRY.values(), [p.name for p in settings.profiles], settings.only, settings.skip)
     results = fold(collector.records.values(), chosen, LEVELS[settings.level],
                    lambda c, p: settings.repro(c.id, p, c.level), interrupted)
+    fold_shared_deaths(config, results)
     problems = settings.baseline.apply(results, date.today()) if settings.baseline else []
     worker = settings.describe_worker()
     if isinstance(collector.tools, list):
