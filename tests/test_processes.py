@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -21,7 +22,8 @@ import pytest
 from contract_tests.driver import processes
 
 ROOT = Path(__file__).resolve().parent.parent
-SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+# Says when its Python runs: until then, right after exec, it is hardly a process yet (RSS below 1 MiB).
+SLEEPER = [sys.executable, "-c", "import time; print('sleeping', flush=True); time.sleep(60)"]
 
 
 @pytest.fixture
@@ -32,16 +34,16 @@ def marker() -> str:
 @pytest.fixture
 def sleeper(marker: str) -> Iterator[subprocess.Popen[bytes]]:
     """A live child in a process group of its own, carrying a marker in its environment."""
-    child = subprocess.Popen(SLEEPER, env={**os.environ, "PROCESSES_SELF_TEST": marker}, start_new_session=True)
-    try:
-        # Popen returns when exec has begun; the new argv and environment show a moment later.
-        deadline = time.monotonic() + 10
-        while processes.command_line(child.pid) != SLEEPER and time.monotonic() < deadline:
-            time.sleep(0.01)
-        yield child
-    finally:
-        child.kill()
-        child.wait()
+    with subprocess.Popen(SLEEPER, env={**os.environ, "PROCESSES_SELF_TEST": marker}, start_new_session=True,
+                          stdout=subprocess.PIPE) as child:
+        try:
+            # Popen returns when exec has begun; argv, environment and memory are the child's own once it spoke.
+            assert child.stdout is not None
+            spoke, _, _ = select.select([child.stdout], [], [], 120)
+            assert spoke and child.stdout.readline() == b"sleeping\n", "the sleeper never started"
+            yield child
+        finally:
+            child.kill()
 
 
 def test_liveness_groups_and_command_lines(sleeper: subprocess.Popen[bytes]) -> None:
