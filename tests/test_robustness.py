@@ -8,6 +8,7 @@ The broken workers are in fixtures/broken.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -33,6 +34,8 @@ from contract_tests import errors
 from contract_tests.driver import ownership, processes
 from contract_tests.errors import render
 from contract_tests.judging.verdicts import grpc_status
+from contract_tests.protocol.proto import snakepit_bridge_pb2 as pb
+from contract_tests.protocol.proto import snakepit_bridge_pb2_grpc as pb_grpc
 
 BROKEN = Path(__file__).resolve().parent.parent / "fixtures" / "broken"
 CLI = [sys.executable, "-m", "contract_tests.cli"]
@@ -59,11 +62,6 @@ def _outcomes(document: dict[str, Any]) -> dict[tuple[str, str], str]:
 def _owned_by_dead_or_me(tmp_path: Path) -> list[str]:
     """Worker temp folders left under tmp_path."""
     return sorted(p.name for p in tmp_path.glob(f"{ownership.TEMP_PREFIX}*"))
-
-
-def _processes_running(command_part: str) -> list[int]:
-    return [pid for pid in psutil.pids()
-            if processes.alive(pid) and command_part in " ".join(processes.command_line(pid) or [])]
 
 
 def test_unstartable_worker_is_judged_once_in_seconds(tmp_path: Path) -> None:
@@ -224,36 +222,62 @@ def test_report_that_cannot_be_written_after_the_run_is_no_verdict(tmp_path: Pat
     assert "Traceback" not in output
 
 
+def _listening_descendant(kit: subprocess.Popen[bytes]) -> tuple[int, int] | None:
+    """(pid, port) of a process the kit started that listens on a TCP port: its worker, once it serves."""
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        for child in psutil.Process(kit.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                for conn in child.net_connections("tcp"):
+                    if conn.status == psutil.CONN_LISTEN:
+                        return child.pid, conn.laddr.port
+    return None
+
+
+def _serving_worker(kit: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """The pid of the kit's worker once it listens and has answered a Ping; the kit is frozen (SIGSTOP) from the
+    moment its worker listens, so it cannot have stopped the worker meanwhile. Waits for these events, however
+    loaded the machine, up to timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while (serving := _listening_descendant(kit)) is None:
+        assert kit.poll() is None, f"the run ended (exit {kit.returncode}) before its worker listened"
+        assert time.monotonic() < deadline, f"no worker listening within {timeout_s:.0f} s"
+        time.sleep(0.1)
+    os.killpg(kit.pid, signal.SIGSTOP)
+    worker, port = serving
+    # Answered on the worker's event loop, so after its readiness line is written too: a worker that still had to
+    # write it when its reader died would exit on the broken pipe by itself, and nothing would be left to sweep.
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        pb_grpc.BridgeServiceStub(channel).Ping(pb.PingRequest(message="before-sigkill"),
+                                                timeout=max(1.0, deadline - time.monotonic()))
+    return worker
+
+
 def test_a_sigkilled_run_leaves_nothing_after_the_next_run_starts(tmp_path: Path) -> None:
     """Ensure workers (without orphan defence) and temp folders of a SIGKILLed run are swept by the next run."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    worker = BROKEN / "no_orphan_defence.py"
-    kit = subprocess.Popen([*CLI, "run", "--worker-cmd", shlex.join([sys.executable, str(worker)]), "-n", "0",
+    # It leads its own process group (SNAKEPIT_PROCESS_GROUP=1 under 0.13), so it outlives the kit's group.
+    command = shlex.join([sys.executable, str(BROKEN / "no_orphan_defence.py")])
+    kit = subprocess.Popen([*CLI, "run", "--worker-cmd", command, "-n", "0", "--profile", "snakepit-0.13",
                             "--only", "PROC-012", "--report-dir", str(tmp_path / "first")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
-        # Until a worker leads its own process group (SNAKEPIT_PROCESS_GROUP=1): then it outlives the kit's group.
-        deadline = time.monotonic() + 60
-        while not [p for p in _processes_running(str(worker)) if os.getpgid(p) != kit.pid] \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)  # inside PROC-012's 3.5 s watch of a healthy worker: no stop of the kit's own under way
+        worker = _serving_worker(kit, timeout_s=300)  # inside PROC-012's watch of a healthy worker
+        started = processes.start_ticks(worker)
     finally:
         os.killpg(kit.pid, signal.SIGKILL)
         kit.wait()
-    time.sleep(0.3)
-    survivors = _processes_running(str(worker))
-    assert survivors and _owned_by_dead_or_me(tmp_path), "the SIGKILL left nothing: this test proves nothing"
+    assert processes.alive(worker) and _owned_by_dead_or_me(tmp_path), "the SIGKILL left nothing: this proves nothing"
     code, output, _, _ = _run("--only", "TOOL-004", "-n", "0", tmp_path=tmp_path)
     assert code == errors.EXIT_CONFORMANT, output[-3000:]
     # The folders are under this test's TMPDIR, so only this run sees them; another run on the machine may kill
     # the orphaned workers first (their owner is dead to every run), so this one may or may not name them.
     assert re.search(r"snakepit-contract: swept what earlier runs that died left behind: (killed [1-9]\d* worker "
                      r"process\(es\) \([\d, ]+\); )?removed [1-9]\d* temp folder\(s\)", output), output
-    deadline = time.monotonic() + 5
-    while _processes_running(str(worker)) and time.monotonic() < deadline:
+    # SIGKILLed by the sweep; it is gone once the kernel has torn it down (a zombie is gone too).
+    deadline = time.monotonic() + 60
+    while processes.start_ticks(worker) == started and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _processes_running(str(worker))
+    assert processes.start_ticks(worker) != started, f"worker {worker} still runs 60 s after the sweep"
     assert not _owned_by_dead_or_me(tmp_path)
 
 
