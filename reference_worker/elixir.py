@@ -113,11 +113,7 @@ class ElixirClient:
         reply = await self._call("ExecuteElixirTool", request, headers, deadline)
         if not reply.success:
             raise ToolError("ElixirToolError", reply.error_message)
-        text = reply.result.value.decode("utf-8", "replace")
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text  # Like Snakepit itself: a non-JSON result is returned as raw text.
+        return elixir_result(tool, reply.result.value)
 
     async def register_tools(
         self,
@@ -146,6 +142,16 @@ class ElixirClient:
             "tool_ids": dict(reply.tool_ids),
             "error_message": reply.error_message,
         }
+
+
+def elixir_result(tool: str, value: bytes) -> Any:
+    """An Elixir tool's decoded result. For a term Jason cannot encode (`{:ok, 3}`, a pid) Snakepit sends inspect/1
+    text, and its own bridge fails the call on it (docs/contract.md §4): returned, it would pass for the value."""
+    try:
+        return json.loads(value)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors.
+        text = value[:200].decode("utf-8", "replace")
+        raise ToolError("ElixirToolError", f"Elixir tool {tool!r} returned a result that is not JSON: {text}") from None
 
 
 def _headers(correlation_id: str | None) -> Headers:

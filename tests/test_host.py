@@ -25,6 +25,7 @@ from contract_tests.elixir.session_store import (
     SessionUpdateFailed,
 )
 from contract_tests.elixir.tool_registry import (
+    Atom,
     RemoteToolSpec,
     ToolKind,
     ToolRegistrationError,
@@ -335,6 +336,9 @@ def test_jason_helpers() -> None:
         jason_decode(b"NaN")
     assert jason_encode({"a": [1, "é"]}) == '{"a":[1,"é"]}'.encode()
     assert jason_encode(float("nan")) == b"nan"  # not JSON: inspect/1 fallback
+    # Jason has no encoder for tuples (json.dumps would write a list): inspect/1 text, as Snakepit sends it.
+    assert jason_encode((Atom("ok"), {"k": [1]})) == b'{:ok, %{"k" => [1]}}'
+    assert jason_encode({"k": [("a", 1)]}) == b'%{"k" => [{"a", 1}]}'
 
 
 # ---------------------------------------------------------------- gRPC fixtures
@@ -549,7 +553,7 @@ def test_get_exposed_elixir_tools(stub: pb_grpc.BridgeServiceStub, host: HostEmu
     tools = {
         t.name: t for t in stub.GetExposedElixirTools(pb.GetExposedElixirToolsRequest(session_id="s1")).tools
     }
-    assert set(tools) == {"elixir_echo", "elixir_add", "elixir_fail"}
+    assert set(tools) == {"elixir_echo", "elixir_add", "elixir_fail", "elixir_ok_tuple"}
     add = tools["elixir_add"]
     assert add.description == "Returns a + b." and not add.supports_streaming
     assert add.metadata["exposed_to_python"] == "true" and "parameters" not in add.metadata
@@ -585,6 +589,12 @@ def test_execute_elixir_tool_success(stub: pb_grpc.BridgeServiceStub) -> None:
         )
     )
     assert echo.result.value == b'{"x":{"k":[1]}}'  # compact JSON, like Jason.encode
+    tagged = stub.ExecuteElixirTool(
+        pb.ExecuteElixirToolRequest(
+            session_id="s1", tool_name="elixir_ok_tuple", parameters={"a": json_any(1), "b": json_any(2)}
+        )
+    )
+    assert tagged.success and tagged.result.value == b"{:ok, 3}"  # inspect/1 of a term Jason cannot encode
 
 
 def test_execute_elixir_tool_packed_string_parameter(

@@ -113,15 +113,26 @@ def test_propagates_correlation_id(client: WorkerClient, host: HostEmulator) -> 
 
 # How long the worker is watched after an Elixir tool failed: a crash in its clean-up shows within this.
 AFTER_FAILURE_WATCH_S = 2.0
+# Elixir tools whose call fails: one that raises, and one whose result `{:ok, 3}` Jason cannot encode, which Snakepit
+# sends as its inspect/1 text (snakepit: elixir-tool-result): not JSON, so not a value the worker can return.
+FAILING_ELIXIR_CALLS = (
+    ("elixir_fail", {"message": "nope"}, "an Elixir tool that raises"),
+    ("elixir_ok_tuple", {"a": 1, "b": 2}, "an Elixir tool whose result is inspect/1 text, {:ok, 3}"),
+)
 
 
 @clause("CALLBACK-005")
 @requires_tools("contract.call_elixir")
-def test_elixir_failure_is_application_error(client: WorkerClient, contract_settings: Settings) -> None:
-    reply = client.execute("contract.call_elixir", {"tool": "elixir_fail", "parameters": {"message": "nope"}})
-    expect(not reply.ok and reply.error is not None and reply.error.raw, "failing Elixir tool", "success=false",
-           reply.value)
-    # Watched a while, not glanced at: a worker whose handling of the failure takes it down a second later fails.
+def test_elixir_failure_is_application_error(client: WorkerClient, contract_settings: Settings,
+                                             profile: Profile) -> None:
+    for tool, parameters, what in FAILING_ELIXIR_CALLS:
+        reply = client.execute("contract.call_elixir", {"tool": tool, "parameters": parameters})
+        expect(not reply.ok and reply.error is not None and reply.error.raw, what, "success=false", _answer(reply))
+        if profile.json_errors:  # the type the catalogue gives an Elixir tool's failure (docs/contract.md §5)
+            assert reply.error is not None
+            expect(reply.error.type == "ElixirToolError", f"{what}: error type", "ElixirToolError",
+                   reply.response.error_message[:200])
+    # Watched a while, not glanced at: a worker whose handling of a failure takes it down a second later fails.
     watch_until = time.monotonic() + AFTER_FAILURE_WATCH_S * contract_settings.timeout_scale
     while True:
         reply = client.execute("contract.call_elixir", {"tool": "elixir_add", "parameters": {"a": 1, "b": 2}})

@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from contract_tests.contract.profiles import Profile
 from contract_tests.elixir.session_store import DEFAULT_MAX_SESSIONS, SessionStore, SessionStoreError
 from contract_tests.elixir.tool_registry import (
+    Atom,
     RegisteredTool,
     RemoteToolSpec,
     ToolHandler,
@@ -150,13 +151,27 @@ def jason_decode(raw: bytes) -> Any:
         raise _jason_error_at(raw, len(text[: exc.pos].encode())) from None
 
 
+def _jason_encodable(value: Any) -> bool:
+    """Whether Jason can encode the term: it has no encoder for tuples, which json.dumps would write as lists."""
+    if isinstance(value, tuple):
+        return False
+    if isinstance(value, list):
+        return all(_jason_encodable(item) for item in value)
+    if isinstance(value, Mapping):
+        return all(_jason_encodable(item) for item in value.values())
+    return True
+
+
 def jason_encode(value: Any) -> bytes:
-    """`Jason.encode/1` (compact JSON), falling back to `inspect/1` as BridgeServer does."""
+    """`Jason.encode/1` (compact JSON), falling back to `inspect/1` as BridgeServer does (snakepit:
+    elixir-tool-result)."""
     if isinstance(value, bytes | bytearray):
         try:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             return inspect_term(bytes(value)).encode()
+    if not _jason_encodable(value):
+        return inspect_term(value).encode()
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError):
@@ -248,6 +263,11 @@ def _builtin_fail(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
     raise RuntimeError(str(params.get("message", "elixir_fail always fails")))
 
 
+def _builtin_ok_tuple(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
+    # `{:ok, a + b}`, an Elixir tool written the idiomatic way: Jason cannot encode it, so Snakepit sends `{:ok, 3}`.
+    return (Atom("ok"), params["a"] + params["b"])
+
+
 class HostEmulator:
     """Plays Snakepit's BridgeServer + SessionStore + ToolRegistry for workers that call back into Elixir.
 
@@ -297,6 +317,15 @@ class HostEmulator:
             _builtin_fail,
             "Always raises; the error message is params['message'].",
             parameters=[{"name": "message", "type": "string", "default": "elixir_fail always fails"}],
+        )
+        self.expose_tool(
+            "elixir_ok_tuple",
+            _builtin_ok_tuple,
+            "Returns {:ok, a + b}, which Jason cannot encode: the result is its inspect/1 text.",
+            parameters=[
+                {"name": "a", "type": "float", "required": True},
+                {"name": "b", "type": "float", "required": True},
+            ],
         )
 
     # -- lifecycle --
