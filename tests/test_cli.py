@@ -259,7 +259,7 @@ def test_a_module_skipped_at_collection_does_not_break_the_tally(pytester: pytes
 
 
 def test_run_groups_shared_worker_checks_only_when_parallel() -> None:
-    """Ensure that `run` asks xdist for loadgroup with processes (not with -n 0), by default 3 per core, 2 to 8;
+    """Ensure that `run` asks xdist for loadgroup with processes (not with -n 0), by default 4 per core, 2 to 8;
     the group suffix xdist puts on a grouped test's id never reaches the report."""
     from contract_tests.judging.verdicts import _without_group
 
