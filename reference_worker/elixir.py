@@ -83,14 +83,14 @@ class ElixirClient:
         return True
 
     async def _call(self, rpc: str, request: Any, headers: Headers, deadline: float) -> Any:
-        """One RPC of a callback, within its budget, waiting for a late Elixir side; a failure is ElixirUnavailable
-        (Snakepit answers every callback it can serve, errors included, with an OK status)."""
+        """One RPC of a callback, within its budget, waiting for a late Elixir side. No answer is ElixirUnavailable;
+        any other status is the tool's failure: an Elixir tool that exits ends its RPC with UNKNOWN (contract §4)."""
         method = getattr(self.stub(), rpc)
         try:
             return await method(request, timeout=_remaining(deadline), metadata=headers, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             failure = f"{rpc} on Elixir failed: {exc.code().name}: {exc.details()}"
-            raise ToolError("ElixirUnavailable", failure) from None
+            raise ToolError("ElixirUnavailable" if exc.code() in _NO_ANSWER else "ElixirToolError", failure) from None
 
     async def ensure_session(self, session_id: str, headers: Headers, deadline: float) -> None:
         """InitializeSession (idempotent on the Elixir side). Its failure is not reported: the RPC that follows

@@ -553,7 +553,7 @@ def test_get_exposed_elixir_tools(stub: pb_grpc.BridgeServiceStub, host: HostEmu
     tools = {
         t.name: t for t in stub.GetExposedElixirTools(pb.GetExposedElixirToolsRequest(session_id="s1")).tools
     }
-    assert set(tools) == {"elixir_echo", "elixir_add", "elixir_fail", "elixir_ok_tuple"}
+    assert set(tools) == {"elixir_echo", "elixir_add", "elixir_fail", "elixir_exit", "elixir_ok_tuple"}
     add = tools["elixir_add"]
     assert add.description == "Returns a + b." and not add.supports_streaming
     assert add.metadata["exposed_to_python"] == "true" and "parameters" not in add.metadata
@@ -649,6 +649,9 @@ def test_execute_elixir_tool_failures(stub: pb_grpc.BridgeServiceStub, profile: 
         pb.RegisterToolsRequest(session_id="s1", worker_id="w", tools=[pb.ToolRegistration(name="py")])
     )
     assert call("s1", "py").error_message == "Tool py is not an Elixir tool"
+    # An Elixir tool that exits: the BridgeServer's RPC process dies and elixir-grpc answers UNKNOWN.
+    exited = rpc_error(stub.ExecuteElixirTool, pb.ExecuteElixirToolRequest(session_id="s1", tool_name="elixir_exit"))
+    assert (exited.code(), exited.details()) == (grpc.StatusCode.UNKNOWN, "Internal Server Error")
 
 
 def test_binary_results(stub: pb_grpc.BridgeServiceStub, host: HostEmulator, profile: Profile) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from typing import Any
 
 from contract_tests.contract.clause import clause, requires_tools
 from contract_tests.contract.profiles import Profile
@@ -113,10 +114,12 @@ def test_propagates_correlation_id(client: WorkerClient, host: HostEmulator) -> 
 
 # How long the worker is watched after an Elixir tool failed: a crash in its clean-up shows within this.
 AFTER_FAILURE_WATCH_S = 2.0
-# Elixir tools whose call fails: one that raises, and one whose result `{:ok, 3}` Jason cannot encode, which Snakepit
-# sends as its inspect/1 text (snakepit: elixir-tool-result): not JSON, so not a value the worker can return.
-FAILING_ELIXIR_CALLS = (
+# Elixir tools whose call fails: one that raises (success=false); one that exits, whose RPC ends with status UNKNOWN
+# (snakepit: elixir-tool-exit); one whose result `{:ok, 3}` Jason cannot encode, which Snakepit sends as its inspect/1
+# text (snakepit: elixir-tool-result): not JSON, so not a value the worker can return.
+FAILING_ELIXIR_CALLS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("elixir_fail", {"message": "nope"}, "an Elixir tool that raises"),
+    ("elixir_exit", {}, "an Elixir tool that exits (status UNKNOWN)"),
     ("elixir_ok_tuple", {"a": 1, "b": 2}, "an Elixir tool whose result is inspect/1 text, {:ok, 3}"),
 )
 

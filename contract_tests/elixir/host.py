@@ -111,6 +111,12 @@ class _Abort(Exception):
         self.details = details
 
 
+class ElixirExit(Exception):
+    """Raised by an emulated Elixir tool to exit (or throw) rather than raise: Snakepit's ToolRegistry rescues
+    exceptions only, so the BridgeServer's RPC process dies and elixir-grpc ends the RPC with UNKNOWN
+    "Internal Server Error" (snakepit: elixir-tool-exit)."""
+
+
 class _ToolFailure(Exception):
     """`{:error, reason}` inside a tool RPC: becomes `success=false` + this `error_message`."""
 
@@ -263,6 +269,11 @@ def _builtin_fail(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
     raise RuntimeError(str(params.get("message", "elixir_fail always fails")))
 
 
+def _builtin_exit(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
+    # `exit(:timeout)`, what a GenServer.call that times out does inside an Elixir tool.
+    raise ElixirExit(":timeout")
+
+
 def _builtin_ok_tuple(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
     # `{:ok, a + b}`, an Elixir tool written the idiomatic way: Jason cannot encode it, so Snakepit sends `{:ok, 3}`.
     return (Atom("ok"), params["a"] + params["b"])
@@ -318,6 +329,7 @@ class HostEmulator:
             "Always raises; the error message is params['message'].",
             parameters=[{"name": "message", "type": "string", "default": "elixir_fail always fails"}],
         )
+        self.expose_tool("elixir_exit", _builtin_exit, "Exits (:timeout): the RPC ends with status UNKNOWN.")
         self.expose_tool(
             "elixir_ok_tuple",
             _builtin_ok_tuple,
@@ -784,6 +796,8 @@ class HostEmulator:
         assert tool.handler is not None
         try:
             value = tool.handler(params, binary)
+        except ElixirExit as exc:
+            raise _Abort(grpc.StatusCode.UNKNOWN, "Internal Server Error") from exc
         except Exception as exc:
             message = str(exc) or type(exc).__name__
             logger.debug("Elixir tool %s raised %r", tool.name, exc)
