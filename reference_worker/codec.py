@@ -41,9 +41,10 @@ def _encode_str(text: str) -> str:
 
 
 # The C encoder JSONEncoder.encode would build on every call, built once (sort_keys, skipkeys, allow_nan off).
-# No circular-reference markers: results are built from decoded JSON, which cannot refer to itself.
-_C_MAKE_ENCODER: Any = vars(json.encoder).get("c_make_encoder")  # None without the C accelerator
-_C_ENCODE: Callable[[Any, int], tuple[str, ...]] | None = None if _C_MAKE_ENCODER is None else \
+# No circular-reference markers: results are built from decoded JSON, which cannot refer to itself. CPython's json
+# always has it, and the worker runs on CPython only: grpcio supports no other interpreter (grpc/grpc#4221).
+_C_MAKE_ENCODER: Any = vars(json.encoder)["c_make_encoder"]
+_C_ENCODE: Callable[[Any, int], tuple[str, ...]] = \
     _C_MAKE_ENCODER(None, _ENCODER.default, _encode_str, None, ":", ",", False, False, False)
 
 
@@ -121,8 +122,6 @@ def _too_deep(text: bytes) -> bool:
 
 def encode_json(value: Any) -> bytes:
     """Compact UTF-8 JSON; types survive the trip (42 stays 42, None becomes null)."""
-    if _C_ENCODE is None:
-        return _ENCODER.encode(value).encode()
     return "".join(_C_ENCODE(value, 0)).encode()
 
 

@@ -150,14 +150,9 @@ class _Shutdown:
         return self.code if self.code is not None else 0
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, on_eof: Callable[[], None]) -> bool:
-    """Read stdin to EOF in a daemon thread, when it is a pipe or a socket; returns whether it watches."""
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        return False
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return False
+def _watch_stdin(loop: asyncio.AbstractEventLoop, on_eof: Callable[[], None]) -> None:
+    """Read stdin to EOF in a daemon thread when it is a pipe or a socket, as Snakepit's is; a tty, /dev/null or a
+    closed stdin (runs by hand) says nothing about Snakepit and is not watched."""
 
     def drain() -> None:
         with contextlib.suppress(OSError):  # a read error ends the watch as EOF does
@@ -166,8 +161,10 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, on_eof: Callable[[], None]) ->
         with contextlib.suppress(RuntimeError):  # The loop already closed: the process is exiting anyway.
             loop.call_soon_threadsafe(on_eof)
 
-    threading.Thread(target=drain, name="stdin-watcher", daemon=True).start()
-    return True
+    with contextlib.suppress(OSError):  # no stdin at all (fd 0 closed)
+        mode = os.fstat(0).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            threading.Thread(target=drain, name="stdin-watcher", daemon=True).start()
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -116,7 +116,8 @@ class Worker:
                     pipe.close()
 
 
-def _launch(directory: Path, args: list[str], ready_file: bool = True, **env: str) -> Worker:
+def _launch(directory: Path, args: list[str], ready_file: bool = True, stdin: int = subprocess.PIPE,
+            **env: str) -> Worker:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEPIT_")}
     base.update(GRPC_VERBOSITY="ERROR", PYTHONUNBUFFERED="1", **env)
     ready = directory / "ready" if ready_file else None
@@ -124,7 +125,7 @@ def _launch(directory: Path, args: list[str], ready_file: bool = True, **env: st
         base["SNAKEPIT_READY_FILE"] = str(ready)
     proc = subprocess.Popen(
         [sys.executable, "-m", "reference_worker", *args],
-        stdin=subprocess.PIPE,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=base,
@@ -154,8 +155,8 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Dedicated workers for tests that end or reconfigure the process; all cleaned up."""
     launched: list[Worker] = []
 
-    def start(*args: str, ready_file: bool = True, **env: str) -> Worker:
-        launched.append(_launch(tmp_path, list(args), ready_file, **env))
+    def start(*args: str, ready_file: bool = True, stdin: int = subprocess.PIPE, **env: str) -> Worker:
+        launched.append(_launch(tmp_path, list(args), ready_file, stdin, **env))
         return launched[-1]
 
     yield start
@@ -447,6 +448,14 @@ def test_stdin_eof_exits_70(spawn: Spawn) -> None:
     assert worker.proc.stdin is not None
     worker.proc.stdin.close()
     assert worker.wait_exit(timeout=5) == 70
+
+
+def test_stdin_that_is_not_a_pipe_is_not_watched(spawn: Spawn) -> None:
+    # By hand (nohup, a container without -i): /dev/null reads EOF at once, which says nothing about Snakepit.
+    worker = spawn(stdin=subprocess.DEVNULL)
+    for _ in range(3):
+        assert worker.result("contract.add", a=1, b=2) == 3
+    assert worker.proc.poll() is None
 
 
 def test_busy_port_fails_with_status_1() -> None:
