@@ -252,7 +252,8 @@ def _pytest_argv(args: argparse.Namespace) -> list[str]:
             "--level", args.level, "-n", args.numprocesses,
             "--report-dir", str(args.report_dir)]
     if args.numprocesses != "0":
-        argv += ["--dist", "loadgroup"]  # the plugin groups the checks of a shared worker
+        # The plugin groups the checks of a shared worker and orders the work (longest waits first).
+        argv += ["--dist", "loadgroup", "--no-loadscope-reorder"]
     for option in ("worker_cmd", "worker_image", "worker_address", "only", "skip", "timeout_scale", "baseline"):
         if getattr(args, option) is not None:
             argv += [f"--{option.replace('_', '-')}", str(getattr(args, option))]

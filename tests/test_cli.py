@@ -270,3 +270,26 @@ def test_run_groups_shared_worker_checks_only_when_parallel() -> None:
     assert _without_group("clauses/test_tools.py::test_x[snakepit-0.13]@test_tools-snakepit-0.13") == \
         "clauses/test_tools.py::test_x[snakepit-0.13]"
     assert _without_group("clauses/test_tools.py::test_x[a@b]") == "clauses/test_tools.py::test_x[a@b]"
+
+
+def test_parallel_run_shares_workers_and_scenario_runs(tmp_path: Path) -> None:
+    """Ensure that, on 4 processes, the checks of a module's shared worker start it once, and the three clauses one
+    scenario checks share one run of it (one pool of 2), while every check is still judged: counted by a worker
+    command that notes which check launched it (pytest sets PYTEST_CURRENT_TEST, and workers inherit it)."""
+    launches = tmp_path / "launches"
+    wrapper = tmp_path / "worker.sh"
+    wrapper.write_text(f'#!/bin/sh\necho "$PYTEST_CURRENT_TEST" >> {launches}\n'
+                       f'exec {shlex.quote(sys.executable)} -m reference_worker "$@"\n')
+    wrapper.chmod(0o755)
+    done = subprocess.run([*CLI, "run", "--profile", "snakepit-0.13", "-n", "4", "--worker-cmd", str(wrapper),
+                           "--only", "CLEANUP-00[123],TOOL-00[1-6]", "--report-dir", str(tmp_path / "report")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == errors.EXIT_CONFORMANT, done.stdout + done.stderr
+    outcomes = _outcomes(json.loads((tmp_path / "report" / "conformance.json").read_text()))
+    assert len(outcomes) == 9 and set(outcomes.values()) == {"PASS"}, outcomes
+    lines = launches.read_text().splitlines()
+    # The scenario's pool of 2 starts in a check's body (the catalogue's worker may start in a cleanup check's set-up,
+    # on whichever process asks first); the tools checks' shared worker starts once, in a set-up.
+    pools = [line for line in lines if line.startswith("clauses/test_cleanup.py") and line.endswith("(call)")]
+    tools = [line for line in lines if line.startswith("clauses/test_tools.py")]
+    assert len(pools) == 2 and len(tools) == 1, lines

@@ -89,6 +89,7 @@ def test_killed_mid_call_is_replaced(run_scenario: RunScenario) -> None:
 
 
 @clause("CLEANUP-006")
+@pytest.mark.watches(6)  # the pool's workers miss their heartbeats and leave
 def test_workers_leave_when_elixir_disappears(make_pool: MakePool, contract_settings: Settings) -> None:
     pool = make_pool(size=2)
     workers = [pool.worker(w) for w in pool.worker_ids()]

@@ -186,6 +186,7 @@ PROC_012_WATCH_S = 8.0
 
 
 @clause("PROC-012")
+@pytest.mark.watches(PROC_012_WATCH_S)
 def test_does_not_exit_while_healthy(launch: Launch, profile: Profile, contract_settings: Settings) -> None:
     worker = _started(launch)
     assert worker.client is not None
@@ -223,6 +224,7 @@ def _answer_every_kind(client: WorkerClient, settings: Settings) -> str:
 
 
 @clause("PROC-013")
+@pytest.mark.watches(6)  # until its missed heartbeats end it: about 6 s at 0.6, 3 s at 0.13
 def test_exits_when_elixir_side_disappears(
     launch: Launch, profile: Profile, contract_settings: Settings
 ) -> None:
@@ -241,6 +243,7 @@ def test_exits_when_elixir_side_disappears(
 
 
 @clause("PROC-018")
+@pytest.mark.watches(5)
 def test_independent_worker_outlives_elixir(launch: Launch, profile: Profile, contract_settings: Settings) -> None:
     # Misses counted fast; `jitter_ms`, a key Snakepit's own bridge reads, is one the worker may not know.
     config = {"interval_ms": 300, "timeout_ms": 500, "max_missed_heartbeats": 2, "dependent": False, "jitter_ms": 0}
@@ -299,7 +302,11 @@ def test_keeps_run_id_in_command_line(worker: WorkerProcess, profile: Profile) -
         expect(found, f"{flag} in the command line of process {worker.pid}", f"{flag} {value}", " ".join(cmdline))
 
 
+OUTPUT_WATCH_S = 6.0
+
+
 @clause("PROC-017")
+@pytest.mark.watches(OUTPUT_WATCH_S)
 def test_output_stays_low(launch: Launch) -> None:
     worker = _started(launch)
     assert worker.client is not None and worker.output is not None
@@ -308,7 +315,7 @@ def test_output_stays_low(launch: Launch) -> None:
         with contextlib.suppress(grpc.RpcError):
             worker.client.execute("contract.tool-that-does-not-exist", {"n": n})
     # Long enough for heartbeats and for batched log or trace exporters (often every 5 s) to flush.
-    time.sleep(6)
+    time.sleep(OUTPUT_WATCH_S)
     expect(worker.output.total_bytes < 64 * 1024, "bytes written to stdout+stderr", "< 65536",
            worker.output.total_bytes)
 

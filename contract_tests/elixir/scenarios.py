@@ -9,6 +9,7 @@ expectation is a ContractViolation naming the step and its clause.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -50,6 +51,19 @@ def describe_steps(scenario: Mapping[str, Any], failed: Collection[int] = ()) ->
 def scenario_names() -> list[str]:
     """Every scenario shipped, by name (its path under fixtures/scenarios without .json)."""
     return sorted(str(p.relative_to(SCENARIO_DIR).with_suffix("")) for p in SCENARIO_DIR.glob("*/*.json"))
+
+
+@functools.cache
+def shared_scenario(clause_id: str) -> str | None:
+    """The scenario this clause's check runs that other clauses check too (the first by name), if any: their
+    checks can share one run of it (clauses/conftest.py)."""
+    checking: dict[str, set[str]] = {}
+    for name in scenario_names():
+        for checked in load_scenario(name).get("clauses", []):
+            checking.setdefault(checked, set()).add(name)
+    partners = {name for name in checking.get(clause_id, ()) if any(
+        name in names for other, names in checking.items() if other != clause_id)}
+    return min(partners) if partners else None
 
 
 def load_scenario(name: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from contract_tests.driver.client import WorkerClient
 from contract_tests.driver.ownership import sweep_dead_runs
 from contract_tests.driver.visible import visible
 from contract_tests.elixir.host import HostEmulator
+from contract_tests.elixir.scenarios import shared_scenario
 from contract_tests.errors import ContractViolation, WorkerStartError, WorkerUnreachable
 from contract_tests.judging import verdicts
 from contract_tests.judging.settings import SETTINGS, Settings, add_options, resolve_settings
@@ -80,6 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires_tools(*names): contract tools the check needs")
     config.addinivalue_line("markers", "not_in_container(reason): NOT-RUN when the worker runs as a container")
     config.addinivalue_line("markers", "reads_process_environments: NOT-RUN where the OS hides them (processes.py)")
+    config.addinivalue_line("markers", "watches(seconds): how long the check waits by design (it starts first)")
     config.stash[SETTINGS] = resolve_settings(config)
     launcher.forget_starts()
     _unreachable.clear()
@@ -114,6 +116,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("profile", profiles, ids=[p.name for p in profiles], scope="module")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups set here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS]
     keep: list[pytest.Item] = []
@@ -143,6 +146,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    if getattr(config.option, "loadgroup", False):
+        _groups_into_ids(items)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")  # after pytest's own reordering
+def pytest_collection_modifyitems_order(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist hands out work in this order (cli.py turns its own reordering off): the checks that wait longest
+    first, then the groups of checks sharing a worker (each a chain on one process), then the rest."""
+    if getattr(config.option, "loadgroup", False):
+        items.sort(key=lambda item: (-_watch_s(item), item.get_closest_marker("xdist_group") is None))
+
+
+def _watch_s(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("watches")
+    return float(marker.args[0]) if marker else 0.0
+
+
+def _groups_into_ids(items: list[pytest.Item]) -> None:
+    """Puts each test's groups into its id, where xdist's loadgroup scheduler looks for them.
+
+    xdist 3.8 writes the "@group" suffix to a field pytest 9.2 no longer reads ids from, so grouped checks would
+    run anywhere, each process starting its own shared worker (pytest-xdist issue #1386). Where the id is still
+    that field (older pytest), xdist's own hook, after this one, adds the suffix."""
+    for item in items:
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group") if mark.args})
+        structured = getattr(item, "_id", None)
+        if groups and "@" not in item.nodeid and structured is not None and hasattr(structured, "parse"):
+            item._id = structured.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 # Fixtures that start or watch workers of their own: a check using one mostly waits, so it runs on any xdist
@@ -157,6 +188,10 @@ def _group_shared_worker_checks(item: pytest.Item) -> None:
     profile = item.callspec.params.get("profile") if hasattr(item, "callspec") else None
     if isinstance(profile, Profile) and used & _SHARED_WORKER_FIXTURES and not used & _OWN_WORKER_FIXTURES:
         item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}-{profile.name}"))
+    # Checks of clauses that one scenario checks together share one run of it (clauses/conftest.py).
+    found = clause_of(item)
+    if isinstance(profile, Profile) and "run_scenario" in used and found and (shared := shared_scenario(found.id)):
+        item.add_marker(pytest.mark.xdist_group(f"scenario-{shared}-{profile.name}"))
 
 
 @pytest.hookimpl(tryfirst=True)
