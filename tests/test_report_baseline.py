@@ -75,10 +75,11 @@ def test_no_clause_test_declares_a_skip() -> None:
     """Ensure clause tests carry no static skip/skipif/xfail: skips come only from the profile or the worker's tools.
 
     not_in_container and reads_process_environments are no skips: where the worker runs in a container, or the OS
-    hides other processes' environments, the plugin makes the check NOT-RUN (never passed), with its reason.
+    hides other processes' environments, the plugin makes the check NOT-RUN (never passed), with its reason; watches
+    only orders the work (the checks that wait longest start first).
     """
     cli.load_clauses()
-    allowed = {"clause", "requires_tools", "parametrize", "not_in_container", "reads_process_environments"}
+    allowed = {"clause", "requires_tools", "parametrize", "not_in_container", "reads_process_environments", "watches"}
     for clause_id, names in TESTS.items():
         for name in names:
             module_name, function_name = name.rsplit(".", 1)

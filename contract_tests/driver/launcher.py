@@ -237,6 +237,12 @@ def unstartable(profile_name: str) -> WorkerStartError | None:
         return next((err for key, err in _unstartable.items() if key[0] == profile_name), None)
 
 
+def has_started(spec: WorkerSpec) -> bool:
+    """Whether a worker of this key has started in this process (so it can start at all)."""
+    with _live_lock:
+        return spec.worker_key() in _started_once
+
+
 def forget_starts() -> None:
     """A new session judges starts afresh."""
     with _live_lock:

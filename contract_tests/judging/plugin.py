@@ -406,15 +406,34 @@ def launch(
                 worker.start()
             else:
                 worker.spawn()
-        except WorkerStartError:
+        except WorkerStartError as err:
             if worker.proc is None:  # not launched (a known start failure): it has no evidence of its own
                 request.node.stash[WORKERS].remove(worker)
+            if not standard and not err.unstartable and not launcher.has_started(spec):
+                plain = _plain_start_error(_spec(contract_settings, profile, host, standard=True), request)
+                if plain is not None:
+                    raise plain from None
             raise
         return worker
 
     yield make
     for worker in started:
         worker.stop()
+
+
+def _plain_start_error(spec: launcher.WorkerSpec, request: pytest.FixtureRequest) -> WorkerStartError | None:
+    """Why the worker cannot start at all as Snakepit launches it, asked when a check's own variant of the launch
+    failed before any plain start in this process: a worker that never starts is then NOT-RUN there as everywhere,
+    and only a variant that fails where the plain launch starts is the check's FAIL."""
+    plain = launcher.WorkerProcess(spec)
+    request.node.stash.setdefault(WORKERS, []).append(plain)
+    try:
+        plain.start()
+    except WorkerStartError as err:
+        return err if err.unstartable else None
+    finally:
+        plain.stop()
+    return None
 
 
 def _brief(error: ToolError | None) -> str:
