@@ -274,6 +274,13 @@ def _builtin_exit(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
     raise ElixirExit(":timeout")
 
 
+# The parameters of the tools that add two numbers (the registry copies them per tool).
+_A_AND_B = (
+    {"name": "a", "type": "float", "required": True},
+    {"name": "b", "type": "float", "required": True},
+)
+
+
 def _builtin_ok_tuple(params: dict[str, Any], binary: dict[str, bytes]) -> Any:
     # `{:ok, a + b}`, an Elixir tool written the idiomatic way: Jason cannot encode it, so Snakepit sends `{:ok, 3}`.
     return (Atom("ok"), params["a"] + params["b"])
@@ -318,10 +325,7 @@ class HostEmulator:
             "elixir_add",
             _builtin_add,
             "Returns a + b.",
-            parameters=[
-                {"name": "a", "type": "float", "required": True},
-                {"name": "b", "type": "float", "required": True},
-            ],
+            parameters=_A_AND_B,
         )
         self.expose_tool(
             "elixir_fail",
@@ -334,10 +338,7 @@ class HostEmulator:
             "elixir_ok_tuple",
             _builtin_ok_tuple,
             "Returns {:ok, a + b}, which Jason cannot encode: the result is its inspect/1 text.",
-            parameters=[
-                {"name": "a", "type": "float", "required": True},
-                {"name": "b", "type": "float", "required": True},
-            ],
+            parameters=_A_AND_B,
         )
 
     # -- lifecycle --
