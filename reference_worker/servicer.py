@@ -127,7 +127,8 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
                 async for item in producer(call):
                     sent += 1
                     state.stream_chunks_produced += 1
-                    yield pb.ToolChunk(chunk_id=f"{name}-{sent}", data=encode_json(item))
+                    data = item if type(item) is bytes else encode_json(item)
+                    yield pb.ToolChunk(chunk_id=f"{name}-{sent}", data=data)
             else:
                 handler = UNARY.get(name)
                 if handler is None:

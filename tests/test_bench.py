@@ -19,7 +19,7 @@ import pytest
 from contract_tests import cli, errors
 from contract_tests.bench.measure import TOOL_FIGURES, UNITS, BenchSettings, Target, make_spec, measure
 from contract_tests.bench.output import build
-from contract_tests.bench.runner import BASELINES, WORKER, run_bench
+from contract_tests.bench.runner import BASELINES, WORKER, run_bench, turn_order
 from contract_tests.bench.stats import percentile, ratio, spread
 from contract_tests.contract.profiles import PROFILES, SNAKEPIT_0_13
 from contract_tests.driver.launcher import WorkerProcess
@@ -123,6 +123,17 @@ def test_stream_and_50mib_figures_measure_the_reference_worker(host: HostEmulato
     assert set(sample.skipped) == {"pool_calls_per_s"}, sample.skipped
     assert sample.figures["stream_chunks_per_s"] > 0 and sample.figures["payload_50mib_mb_per_s"] > 0
     assert sample.figures["stream_cpu_us_per_chunk"] >= 0  # 10 ms ticks: 600 chunks may round to 0
+
+
+def test_targets_take_turns_going_first() -> None:
+    """Ensure the worker goes first in the first repetition (it fails fast) and every target goes first, and last,
+    equally often over as many repetitions as there are targets."""
+    targets = [Target(WORKER, ("w",)), *BASELINES]
+    orders = [turn_order(targets, rep) for rep in range(1, 4)]
+    assert orders[0] == targets
+    assert all(sorted(t.name for t in order) == sorted(t.name for t in targets) for order in orders)
+    assert {order[0].name for order in orders} == {order[-1].name for order in orders} == {t.name for t in targets}
+    assert turn_order(targets, 4) == targets
 
 
 def test_bench_command_writes_bench_json_with_ratios(tmp_path: Path) -> None:

@@ -317,6 +317,7 @@ def test_stream_sends_chunks_then_one_empty_final(worker: Worker) -> None:
     chunks = list(worker.stub.ExecuteStreamingTool(_request("contract.stream", count=3), timeout=5))
     assert [c.chunk_id for c in chunks] == [f"contract.stream-{n}" for n in range(1, 5)]
     assert [json.loads(c.data) for c in chunks[:3]] == [{"index": i} for i in range(3)]
+    assert chunks[1].data == b'{"index":1}'  # compact JSON, as every result
     assert [c.is_final for c in chunks] == [False, False, False, True]
     assert chunks[3].data == b""
     unary = list(worker.stub.ExecuteStreamingTool(_request("contract.add", a=1, b=2), timeout=5))
