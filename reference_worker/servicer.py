@@ -127,8 +127,7 @@ class BridgeServicer(pb_grpc.BridgeServiceServicer):
                 async for item in producer(call):
                     sent += 1
                     state.stream_chunks_produced += 1
-                    data = item if type(item) is bytes else encode_json(item)
-                    yield pb.ToolChunk(chunk_id=f"{name}-{sent}", data=data)
+                    yield pb.ToolChunk(chunk_id=f"{name}-{sent}", data=item)
             else:
                 handler = UNARY.get(name)
                 if handler is None:

@@ -88,9 +88,9 @@ class BinaryResult(NamedTuple):
 
 
 UnaryTool = Callable[[Call], Awaitable[Any]]
-# A streaming tool yields JSON values, or bytes that are already a value's JSON encoding (the servicer sends those
-# as they are: a chunk's encoding is most of the worker's own cost per chunk).
-StreamTool = Callable[[Call], AsyncIterator[Any]]
+# A streaming tool yields each chunk's data, JSON text already encoded: the servicer sends it as it is (encoding a
+# small value through encode_json was most of the worker's own cost per chunk, docs/bench.md).
+StreamTool = Callable[[Call], AsyncIterator[bytes]]
 _MISSING: Any = object()
 
 
@@ -154,7 +154,7 @@ async def sleep(call: Call) -> Any:
     return {"slept": seconds}
 
 
-async def stream(call: Call) -> AsyncIterator[Any]:
+async def stream(call: Call) -> AsyncIterator[bytes]:
     """`count` chunks `{"index": i}`; with `fail_after` = n <= count the stream fails after n chunks."""
     count = _natural(call, "count")
     interval_s = max(_param(call, "interval_ms", (int, float), 0), 0) / 1000
@@ -165,7 +165,7 @@ async def stream(call: Call) -> AsyncIterator[Any]:
     for index in range(limit):
         if index and interval_s > 0:
             await asyncio.sleep(interval_s)
-        yield b'{"index":%d}' % index  # encode_json({"index": index}), formatted directly
+        yield b'{"index":%d}' % index  # what encode_json({"index": index}) gives
     if fail_after is not None and fail_after <= count:
         raise ToolError(error_type, message)
 
